@@ -1,0 +1,1 @@
+"""Shared types, the metric catalog, the clock and the envelope serializer; stdlib only."""

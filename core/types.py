@@ -1,0 +1,148 @@
+"""Shared value types that cross package boundaries: frames, readings, alarm events, envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+from uuid import UUID
+
+from core.metrics import Metric, Quality
+
+SCHEMA_VERSION: Final = 1
+"""Current version of the uplink envelope; every change is recorded in docs/envelope.md."""
+
+Scalar = str | int | float | bool
+"""A plain JSON value used in attributes, evidence and frame metadata."""
+
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """Bytes as a source received them, before any decoding.
+
+    `meta` carries what the transport knew (topic, fPort, device id, slave id, RSSI); sources stamp
+    `received_at` and never decode.
+    """
+
+    source_id: str
+    codec_id: str
+    payload: bytes
+    received_at: datetime
+    meta: Mapping[str, str] = field(default=_EMPTY)
+
+    @property
+    def device_id(self) -> str:
+        """The device the frame belongs to, as the source bound it (falls back to the source id)."""
+        return self.meta.get("device_id", self.source_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement of one canonical metric of one device at one time.
+
+    The unit is implied by the metric; conversion happens in the codec.
+    """
+
+    device_id: str
+    metric: Metric
+    value: float | bool
+    ts: datetime
+    quality: Quality = Quality.GOOD
+    codec_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """What a codec made of one frame: readings, warnings and non-metric attributes.
+
+    Attributes are device facts that are not measurements (firmware version, serial number, the
+    event code of a panel message); they never carry a canonical metric.
+    """
+
+    readings: tuple[Reading, ...]
+    warnings: tuple[str, ...] = ()
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+class AlarmState(StrEnum):
+    """State of one alarm instance (rule x device) on the gateway.
+
+    `RESOLVED` is never held: it is the state carried by the event that reports a return to NORMAL
+    from FIRING or RECOVERING, re-sent for a few minutes so the cloud cannot miss it.
+    """
+
+    NORMAL = "normal"
+    PENDING = "pending"
+    FIRING = "firing"
+    RECOVERING = "recovering"
+    NO_DATA = "no_data"
+    FAULT = "fault"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    """How urgent an alarm is; ordered from least to most urgent."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """A number that orders severities (higher is more urgent)."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOrderHint:
+    """What kind of work order an alarm should open in the cloud."""
+
+    category: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """One change (or re-send) of an alarm instance, as the gateway reports it.
+
+    `fingerprint` is `site/device/rule`; `seq` grows by one for every event of that fingerprint, so the
+    cloud can drop duplicates and spot gaps. `valid_until` bounds how long a FIRING event stays true
+    without a re-send. `suppressed` names active suppressions (silence, maintenance window, parent
+    inhibition, disarmed schedule): suppression is a flag, not a state.
+    """
+
+    fingerprint: str
+    seq: int
+    state: AlarmState
+    severity: Severity
+    starts_at: datetime
+    at: datetime
+    rule_id: str
+    device_id: str
+    location: str = ""
+    valid_until: datetime | None = None
+    value: float | bool | None = None
+    evidence: Mapping[str, Scalar] = field(default_factory=dict)
+    suppressed: tuple[str, ...] = ()
+    work_order: WorkOrderHint | None = None
+    rule_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One uplink batch from a gateway: readings and alarm events under one batch id."""
+
+    gateway_id: str
+    batch_id: UUID
+    sent_at: datetime
+    readings: tuple[Reading, ...] = ()
+    alarm_events: tuple[AlarmEvent, ...] = ()
+    schema_version: int = SCHEMA_VERSION

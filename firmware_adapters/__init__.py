@@ -1,0 +1,1 @@
+"""Pure decoders: framers (bytes to frames), codecs (frame to readings), encoders for simulators."""

@@ -1,0 +1,63 @@
+"""The `Codec` description: one per device model, declared as data in the codec's module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from core.types import DecodeResult, RawFrame
+from firmware_adapters.framing.base import Framer
+
+TRANSPORTS = frozenset({"lorawan", "zigbee2mqtt", "modbus", "serial", "ip"})
+
+
+class DeviceClass(StrEnum):
+    """What kind of device a codec serves; matches the device kinds of the site model."""
+
+    SMOKE = "smoke"
+    MANHOLE = "manhole"
+    BIN = "bin"
+    PERIMETER = "perimeter"
+    FIRE_PANEL = "fire_panel"
+    ALARM_PANEL = "alarm_panel"
+    LEVEL = "level"
+    METER = "meter"
+    GENERIC = "generic"
+
+
+Decoder = Callable[[RawFrame], DecodeResult]
+"""A pure function of a frame; raises `DecodeError`, never returns `None` for failure."""
+
+Encoder = Callable[[Mapping[str, object]], bytes]
+"""Builds wire bytes from named values (canonical metric names where one applies); for simulators."""
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A decoder with what the rest of the system needs to know about it.
+
+    `id` is `<transport>.<vendor>.<model>` and mirrors the module path
+    (`lorawan.milesight.em310_udl` lives in `codecs/lorawan/milesight_em310_udl.py`). `vectors` is the
+    `.vectors.yaml` beside the module. `framer` makes a fresh framer for stream transports.
+    """
+
+    id: str
+    device_class: DeviceClass
+    description: str
+    decode: Decoder
+    encode: Encoder
+    vectors: Path
+    framer: Callable[[], Framer] | None = None
+
+    @property
+    def transport(self) -> str:
+        """The transport part of the id."""
+        return self.id.split(".", 1)[0]
+
+
+def vectors_beside(module_file: str) -> Path:
+    """Return the vectors file that sits beside a codec module (`x.py` -> `x.vectors.yaml`)."""
+    path = Path(module_file)
+    return path.with_name(path.stem + ".vectors.yaml")

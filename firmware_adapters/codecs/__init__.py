@@ -1,0 +1,1 @@
+"""Codec modules, one per device model, grouped by transport."""

@@ -1,0 +1,7 @@
+"""Codecs for the `lorawan` transport; CODECS lists every module's CODEC explicitly."""
+
+from __future__ import annotations
+
+from firmware_adapters.codec import Codec
+
+CODECS: tuple[Codec, ...] = ()

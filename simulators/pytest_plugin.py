@@ -1,0 +1,1 @@
+"""Steward service fixtures for pytest (see docs/simulators.md)."""
