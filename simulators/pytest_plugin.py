@@ -1,1 +1,22 @@
-"""Steward service fixtures for pytest (see docs/simulators.md)."""
+"""The Steward pytest plugin (entry point `steward`): real services and simulated devices as fixtures.
+
+See docs/simulators.md. Fixture modules are imported here so pytest registers their fixtures.
+"""
+
+from __future__ import annotations
+
+from simulators.fixtures_services import (
+    mosquitto,
+    mosquitto_factory,
+    postgres_server,
+    postgres_url,
+    victoria_metrics,
+)
+
+__all__ = [
+    "mosquitto",
+    "mosquitto_factory",
+    "postgres_server",
+    "postgres_url",
+    "victoria_metrics",
+]
