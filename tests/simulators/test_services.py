@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import aiomqtt
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
