@@ -1,0 +1,163 @@
+"""The outbox contract: a bounded, durable queue with Telegraf-style batch transactions.
+
+The outbox is the only way from the pipeline to the network. The pipeline `put`s readings and alarm
+events in one durable transaction; the uplink takes a `Batch` with `begin`, publishes it, and after the
+broker's PUBACK calls `end(batch, accepted=...)`. Anything not accepted (or rejected) stays queued.
+
+Guarantees every implementation keeps (checked by tests/edge_agent/test_outbox_contract.py):
+
+- Alarms leave before telemetry; each kind leaves in insertion order.
+- The bound applies to telemetry: when full, the OLDEST queued telemetry that is not in the open
+  batch is dropped and counted. Alarms are never dropped (they may exceed the bound).
+- At most one batch is open. `begin` returns the open batch again, with the same `batch_id` and the
+  same records, until `end` accepts or rejects something; for a durable outbox this holds across a
+  restart too, so the cloud can de-duplicate a retried batch by its id.
+- `end` with nothing accepted and nothing rejected leaves the batch open (a retry reuses its id).
+  Otherwise accepted and rejected records are deleted (rejected ones are counted) and the rest of the
+  batch goes back to the queue in its original place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+from core.types import AlarmEvent, Reading
+
+
+class RecordKind(StrEnum):
+    """What an outbox record holds."""
+
+    ALARM = "alarm"
+    READING = "reading"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One queued item with its outbox id (ids grow with insertion order)."""
+
+    id: int
+    kind: RecordKind
+    item: Reading | AlarmEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records taken from the outbox for one publish, under one id the cloud de-duplicates on."""
+
+    batch_id: UUID
+    records: tuple[OutboxRecord, ...]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """Record ids in batch order."""
+        return tuple(r.id for r in self.records)
+
+    @property
+    def readings(self) -> tuple[Reading, ...]:
+        """The readings of the batch, in order."""
+        return tuple(r.item for r in self.records if isinstance(r.item, Reading))
+
+    @property
+    def alarm_events(self) -> tuple[AlarmEvent, ...]:
+        """The alarm events of the batch, in order."""
+        return tuple(r.item for r in self.records if isinstance(r.item, AlarmEvent))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Counters of an outbox (depths include the open batch)."""
+
+    depth: int
+    alarm_depth: int
+    dropped_telemetry: int
+    bytes: int
+    rejected: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    """Bounds of the telemetry queue; `None` means unbounded."""
+
+    max_records: int | None = 100_000
+    max_bytes: int | None = 64 * 1024 * 1024
+
+
+class OutboxError(RuntimeError):
+    """An outbox was used against its contract (unknown batch, ids not in the batch, closed)."""
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """A durable, bounded queue of readings and alarm events with batch transactions."""
+
+    async def put(
+        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+    ) -> None:
+        """Queue readings and alarm events in one transaction (durable when this returns)."""
+
+    async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:
+        """Open a batch of at most `max_items` records (and about `max_bytes`), or return None.
+
+        Returns the open batch again if one was begun and not ended.
+        """
+
+    async def end(
+        self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int] = ()
+    ) -> None:
+        """Close `batch`: delete accepted and rejected record ids; the rest stays queued."""
+
+    async def stats(self) -> OutboxStats:
+        """Return the current counters."""
+
+    async def wait_ready(self, min_items: int, timeout: float | None) -> OutboxStats:  # noqa: ASYNC109 - the wait is the point
+        """Wait until `min_items` records or any alarm are queued, or `timeout` s pass; return stats."""
+
+    async def close(self) -> None:
+        """Release resources; further calls raise `OutboxError`."""
+
+
+class ReadySignal:
+    """Wakes waiters in `Outbox.wait_ready` when records are added (event-loop side only)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Tell waiters something changed."""
+        self._event.set()
+
+    async def wait(
+        self,
+        stats: StatsFn,
+        min_items: int,
+        timeout: float | None,  # noqa: ASYNC109 - the wait is the point
+    ) -> OutboxStats:
+        """Wait until `stats()` shows `min_items` records or an alarm, or until `timeout` s pass."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            self._event.clear()
+            current = await stats()
+            if current.depth >= min_items or current.alarm_depth > 0:
+                return current
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return current
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._event.wait()
+            except TimeoutError:
+                return await stats()
+
+
+class StatsFn(Protocol):
+    """An async callable returning outbox stats."""
+
+    async def __call__(self) -> OutboxStats:
+        """Return the current counters."""
