@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Final
 from uuid import UUID
 
@@ -17,8 +16,6 @@ SCHEMA_VERSION: Final = 1
 
 Scalar = str | int | float | bool
 """A plain JSON value used in attributes, evidence and frame metadata."""
-
-_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +30,7 @@ class RawFrame:
     codec_id: str
     payload: bytes
     received_at: datetime
-    meta: Mapping[str, str] = field(default=_EMPTY)
+    meta: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def device_id(self) -> str:
