@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import envelope_json
+from core.errors import EnvelopeError
+from core.metrics import CATALOG, Metric, MetricKind, Quality
+from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity, WorkOrderHint
+
+T0 = datetime(2026, 11, 22, 8, 30, 0, 123456, tzinfo=UTC)
+
+
+def _event(seq: int = 1) -> AlarmEvent:
+    return AlarmEvent(
+        fingerprint="c1/smoke-01/smoke_detected",
+        seq=seq,
+        state=AlarmState.FIRING,
+        severity=Severity.CRITICAL,
+        starts_at=T0,
+        at=T0 + timedelta(seconds=1),
+        rule_id="smoke_detected",
+        device_id="smoke-01",
+        location="pudong/zhangjiang/c1/g1/c1/b2/u1",
+        valid_until=T0 + timedelta(minutes=4),
+        value=True,
+        evidence={"smoke": True, "smoke_pct": 12.5, "codec": "lorawan.milesight.gs524n"},
+        suppressed=("maintenance",),
+        work_order=WorkOrderHint(category="fire", priority="P1"),
+        rule_version="3",
+    )
+
+
+def _envelope() -> Envelope:
+    return Envelope(
+        gateway_id="gw-01",
+        batch_id=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        sent_at=T0,
+        readings=(
+            Reading("bin-07", Metric.FILL_PCT, 85.5, T0, Quality.GOOD, "lorawan.dingtek.df702"),
+            Reading("bin-07", Metric.FILL_PCT, 86.0, T0, Quality.GOOD, "lorawan.dingtek.df702"),
+            Reading(
+                "door-3", Metric.CONTACT_OPEN, value=True, ts=T0, codec_id="zigbee2mqtt.generic"
+            ),
+            Reading("bin-08", Metric.DISTANCE_MM, 25_000.0, T0, Quality.OUT_OF_RANGE, "x.y.z"),
+        ),
+        alarm_events=(_event(),),
+    )
+
+
+def test_round_trip_keeps_every_field() -> None:
+    envelope = _envelope()
+    assert envelope_json.loads(envelope_json.dumps(envelope)) == envelope
+
+
+def test_same_millisecond_readings_are_both_kept() -> None:
+    decoded = envelope_json.loads(envelope_json.dumps(_envelope()))
+    fills = [r for r in decoded.readings if r.metric is Metric.FILL_PCT]
+    assert [r.value for r in fills] == [85.5, 86.0]
+    assert fills[0].ts == fills[1].ts
+
+
+def test_serialized_form_is_versioned_compact_json() -> None:
+    doc = json.loads(envelope_json.dumps(_envelope()))
+    assert doc["schema_version"] == 1
+    assert doc["readings"][0] == {
+        "device": "bin-07",
+        "metric": "fill_pct",
+        "value": 85.5,
+        "ts": "2026-11-22T08:30:00.123456+00:00",
+        "quality": "good",
+        "codec": "lorawan.dingtek.df702",
+    }
+    assert doc["alarm_events"][0]["work_order"] == {"category": "fire", "priority": "P1"}
+
+
+def _doc() -> dict[str, object]:
+    doc: dict[str, object] = json.loads(envelope_json.dumps(_envelope()))
+    return doc
+
+
+def _mutate(path: list[str | int], value: object, *, delete: bool = False) -> bytes:
+    doc = _doc()
+    node: Any = doc  # walking untyped JSON
+    for key in path[:-1]:
+        node = node[key]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "delete", "field", "reason"),
+    [
+        (["schema_version"], 99, False, "schema_version", "unsupported version 99"),
+        (["schema_version"], "1", False, "schema_version", "expected an integer"),
+        (["gateway_id"], None, True, "gateway_id", "missing field"),
+        (["batch_id"], "not-a-uuid", False, "batch_id", "not a UUID"),
+        (["sent_at"], "2026-11-22T08:30:00", False, "sent_at", "no UTC offset"),
+        (["readings"], {}, False, "readings", "expected a list"),
+        (["readings", 2, "value"], "open", False, "readings[2].value", "number or boolean"),
+        (["readings", 1, "metric"], "fill_percent", False, "readings[1].metric", "unknown Metric"),
+        (["readings", 0, "ts"], "yesterday", False, "readings[0].ts", "not an ISO 8601 time"),
+        (["alarm_events", 0, "seq"], True, False, "alarm_events[0].seq", "expected an integer"),
+        (["alarm_events", 0, "state"], "burning", False, "alarm_events[0].state", "unknown"),
+        (["alarm_events", 0, "fingerprint"], None, True, "alarm_events[0].fingerprint", "missing"),
+        (
+            ["alarm_events", 0, "evidence"],
+            {"x": [1]},
+            False,
+            "alarm_events[0].evidence.x",
+            "scalar",
+        ),
+        (
+            ["alarm_events", 0, "work_order"],
+            {"category": "fire"},
+            False,
+            "alarm_events[0].work_order.priority",
+            "missing field",
+        ),
+    ],
+)
+def test_rejection_names_the_field(
+    path: list[str | int], value: object, delete: bool, field: str, reason: str
+) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.loads(_mutate(path, value, delete=delete))
+    assert info.value.field == field
+    assert reason in info.value.reason
+    assert str(info.value).startswith(field)
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"\xff\xfe", b"[]", b"42", b'"text"'])
+def test_non_envelope_documents_are_rejected(data: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        envelope_json.loads(data)
+
+
+_numeric = [m for m in Metric if CATALOG[m].kind is not MetricKind.BOOLEAN]
+_flags = [m for m in Metric if CATALOG[m].kind is MetricKind.BOOLEAN]
+_readings = st.one_of(
+    st.builds(
+        Reading,
+        device_id=st.text(min_size=1, max_size=20),
+        metric=st.sampled_from(_numeric),
+        value=st.floats(allow_nan=False, allow_infinity=False),
+        ts=st.datetimes(timezones=st.just(UTC)),
+        quality=st.sampled_from(list(Quality)),
+        codec_id=st.text(max_size=30),
+    ),
+    st.builds(
+        Reading,
+        device_id=st.text(min_size=1, max_size=20),
+        metric=st.sampled_from(_flags),
+        value=st.booleans(),
+        ts=st.datetimes(timezones=st.just(UTC)),
+        quality=st.sampled_from(list(Quality)),
+        codec_id=st.text(max_size=30),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings=st.lists(_readings, max_size=20), gateway=st.text(min_size=1, max_size=20))
+def test_any_envelope_round_trips(readings: list[Reading], gateway: str) -> None:
+    envelope = Envelope(gateway, uuid.uuid4(), T0, tuple(readings), (_event(7),))
+    assert envelope_json.loads(envelope_json.dumps(envelope)) == envelope
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_envelope_error(data: bytes) -> None:
+    with contextlib.suppress(EnvelopeError):
+        envelope_json.loads(data)
