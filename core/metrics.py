@@ -77,6 +77,7 @@ class Metric(StrEnum):
     ALARMS_TOTAL = "alarms_total"
     OUTBOX_DEPTH = "outbox_depth"
     OUTBOX_DROPPED_TOTAL = "outbox_dropped_total"
+    FRAMES_DROPPED_TOTAL = "frames_dropped_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,7 @@ CATALOG: Final[dict[Metric, MetricSpec]] = {
     Metric.ALARMS_TOTAL: _counter("", "alarm events emitted"),
     Metric.OUTBOX_DEPTH: _gauge("", 0, math.inf, "records waiting in the outbox"),
     Metric.OUTBOX_DROPPED_TOTAL: _counter("", "telemetry records dropped by a full outbox"),
+    Metric.FRAMES_DROPPED_TOTAL: _counter("", "frames dropped because the gateway's queue was full"),
 }
 
 

@@ -1,0 +1,373 @@
+"""The gateway configuration: one YAML file, validated with pydantic, every error with file:line.
+
+`load_config(path)` reads the file, validates the whole document, then checks what pydantic cannot
+see alone (codec ids exist, device ids and bindings are unique, buses referenced exist), and raises
+`ConfigError` listing every issue at once. Validation does no I/O beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.site import DeviceInfo, DeviceKind, SitePath
+from core.types import Severity
+from edge_agent.config_errors import ConfigError, ConfigIssue
+from edge_agent.yaml_lines import LocatedDocument, YamlSyntaxError, load_located
+
+DEFAULT_CONFIG_PATH = Path("/etc/steward/edge.yaml")
+"""Where `edge-agent` looks for its configuration unless told otherwise."""
+
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+]
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Model):
+    """Who the gateway is and where it stands."""
+
+    id: Identifier
+    site: str = ""
+    timezone: str = "UTC"
+
+    @field_validator("site")
+    @classmethod
+    def _site_path(cls, value: str) -> str:
+        SitePath.parse(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class SerialSourceConfig(_Model):
+    """A serial port read as a stream of frames of one codec (e.g. a fire panel's UART)."""
+
+    id: Identifier
+    port: str = Field(min_length=1, description="prefer a stable /dev/serial/by-id/... path")
+    baudrate: int = Field(default=9600, gt=0)
+    codec: str
+    device: Identifier | None = None
+    """The device bound to frames of this port; defaults to the source id."""
+    reopen_max_s: PositiveSeconds = 30.0
+
+
+class Zigbee2MqttConfig(_Model):
+    """Zigbee2MQTT on the local broker."""
+
+    base_topic: str = "zigbee2mqtt"
+
+
+class ChirpStackConfig(_Model):
+    """ChirpStack v4 MQTT integration on the local broker."""
+
+    application_id: str = "+"
+    """Which application's events to follow; `+` follows all."""
+
+
+class LocalMqttConfig(_Model):
+    """The broker on the gateway itself (Zigbee2MQTT, ChirpStack, local actuators)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65_536)
+    client_id: str = ""
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    zigbee2mqtt: Zigbee2MqttConfig | None = None
+    chirpstack: ChirpStackConfig | None = None
+
+
+class ModbusBusConfig(_Model):
+    """An RS-485 bus polled with Modbus RTU."""
+
+    id: Identifier
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+
+
+class Dc09ReceiverConfig(_Model):
+    """A SIA DC-09 receiver port that alarm panels report to over TCP."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7000, gt=0, lt=65_536)
+    codec: str = "ip.sia.dc09"
+
+
+class SourcesConfig(_Model):
+    """Every way bytes reach the gateway."""
+
+    serial: tuple[SerialSourceConfig, ...] = ()
+    mqtt: LocalMqttConfig | None = None
+    modbus: tuple[ModbusBusConfig, ...] = ()
+    dc09: Dc09ReceiverConfig | None = None
+
+
+class RegisterBlock(_Model):
+    """A block of registers read in one request."""
+
+    table: Literal["holding", "input"] = "holding"
+    address: int = Field(ge=0, lt=65_536)
+    count: int = Field(default=1, ge=1, le=125)
+
+
+class ModbusBinding(_Model):
+    """How a device is polled on a Modbus bus."""
+
+    bus: Identifier
+    slave: int = Field(ge=1, le=247)
+    interval_s: PositiveSeconds = 10.0
+    timeout_s: PositiveSeconds = 1.0
+    registers: tuple[RegisterBlock, ...] = Field(min_length=1)
+
+
+class DeviceConfig(_Model):
+    """One bound device: identity, codec, kind, place, labels and its transport address."""
+
+    id: Identifier
+    codec: str
+    kind: DeviceKind = DeviceKind.OTHER
+    location: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    expected_interval_s: PositiveSeconds | None = None
+    dev_eui: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")] | None = None
+    friendly_name: str | None = None
+    account: str | None = None
+    """The DC-09 / Contact ID account number that identifies this panel."""
+    modbus: ModbusBinding | None = None
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        SitePath.parse(value)
+        return value
+
+    def info(self) -> DeviceInfo:
+        """Return what rules and the pipeline need to know about this device."""
+        return DeviceInfo(
+            device_id=self.id,
+            kind=self.kind,
+            location=SitePath.parse(self.location),
+            labels=dict(self.labels),
+            codec_id=self.codec,
+            expected_interval_s=self.expected_interval_s,
+        )
+
+
+class UplinkConfig(_Model):
+    """The cloud broker the gateway forwards to."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8883, gt=0, lt=65_536)
+    client_id: str = ""
+    keepalive_s: int = Field(default=30, ge=2, le=3600)
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    batch_max: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_s: float = Field(default=0.2, ge=0, le=60)
+
+
+class OutboxConfig(_Model):
+    """The store-and-forward queue."""
+
+    path: str = "outbox.sqlite3"
+    """Relative paths are inside the state directory."""
+    max_records: int | None = Field(default=1_000_000, ge=100)
+    """Telemetry records kept at most; the oldest is dropped beyond (alarms never are)."""
+    max_bytes: int | None = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+
+
+class LocalActionConfig(_Model):
+    """Drive a local output (an MQTT actuator topic on the local broker) from alarms."""
+
+    topic: str = Field(min_length=1)
+    min_severity: Severity = Severity.CRITICAL
+    kinds: tuple[DeviceKind, ...] = ()
+    """Device kinds this action serves; empty means all."""
+    on_payload: str = '{"state": "ON"}'
+    off_payload: str = '{"state": "OFF"}'
+
+
+class PipelineConfig(_Model):
+    """Tuning of the frame pipeline."""
+
+    queue_size: int = Field(default=10_000, ge=10)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    stats_interval_s: PositiveSeconds = 60.0
+    dead_letter_ttl_days: float = Field(default=7.0, gt=0)
+
+
+class EdgeConfig(_Model):
+    """The whole gateway configuration file."""
+
+    gateway: GatewayConfig
+    state_dir: str = "/var/lib/steward"
+    sources: SourcesConfig = SourcesConfig()
+    devices: tuple[DeviceConfig, ...] = ()
+    rules: tuple[str, ...] = ()
+    """Rule files; relative paths are resolved against the config file's directory."""
+    uplink: UplinkConfig = UplinkConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    actions: tuple[LocalActionConfig, ...] = ()
+
+
+def load_config(path: Path) -> EdgeConfig:
+    """Read and validate a configuration file.
+
+    Raises:
+        ConfigError: with every issue found, each located by file:line.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([ConfigIssue(str(path), 0, f"cannot read: {err.strerror}")]) from err
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, filename: str) -> EdgeConfig:
+    """Validate configuration text; `filename` is used in error locations only.
+
+    Raises:
+        ConfigError: with every issue found, each located by file:line.
+    """
+    try:
+        doc = load_located(text)
+    except YamlSyntaxError as err:
+        raise ConfigError([ConfigIssue(filename, err.line, str(err))]) from err
+    if not isinstance(doc.data, dict):
+        raise ConfigError([ConfigIssue(filename, doc.line_of(()), "the file must hold a mapping")])
+    try:
+        config = EdgeConfig.model_validate(doc.data)
+    except ValidationError as err:
+        raise ConfigError(list(_pydantic_issues(err, doc, filename))) from err
+    issues = list(_cross_issues(config, doc, filename))
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _pydantic_issues(
+    err: ValidationError, doc: LocatedDocument, filename: str
+) -> Iterator[ConfigIssue]:
+    for item in err.errors(include_url=False):
+        loc = tuple(part for part in item["loc"] if isinstance(part, str | int))
+        where = ".".join(str(part) for part in loc) or "(document)"
+        message = item["msg"].removeprefix("Value error, ")
+        yield ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
+
+
+_IssueFn = Callable[[tuple[str | int, ...], str], ConfigIssue]
+
+
+def _cross_issues(config: EdgeConfig, doc: LocatedDocument, filename: str) -> Iterator[ConfigIssue]:
+    def issue(loc: tuple[str | int, ...], message: str) -> ConfigIssue:
+        where = ".".join(str(part) for part in loc)
+        return ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
+
+    yield from _codec_issues(config, issue)
+    yield from _binding_issues(config, issue)
+    yield from _unique_devices(config, issue)
+    yield from _unique_sources(config, issue)
+
+
+def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+    from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
+
+    known = ", ".join(sorted(CODECS)) or "(none registered)"
+    wanted: list[tuple[tuple[str | int, ...], str]] = [
+        (("devices", index, "codec"), device.codec) for index, device in enumerate(config.devices)
+    ]
+    wanted += [
+        (("sources", "serial", i, "codec"), s.codec) for i, s in enumerate(config.sources.serial)
+    ]
+    if config.sources.dc09 is not None:
+        wanted.append((("sources", "dc09", "codec"), config.sources.dc09.codec))
+    for loc, codec_id in wanted:
+        if codec_id not in CODECS:
+            yield issue(loc, f"unknown codec {codec_id!r}; known: {known}")
+        elif loc[:2] == ("sources", "serial") and CODECS[codec_id].framer is None:
+            yield issue(loc, f"codec {codec_id!r} has no stream framer")
+
+
+def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+    buses = {bus.id for bus in config.sources.modbus}
+    mqtt = config.sources.mqtt
+    for index, device in enumerate(config.devices):
+        if device.modbus is not None and device.modbus.bus not in buses:
+            yield issue(
+                ("devices", index, "modbus", "bus"),
+                f"no Modbus bus {device.modbus.bus!r} under sources.modbus",
+            )
+        if device.dev_eui is not None and (mqtt is None or mqtt.chirpstack is None):
+            yield issue(("devices", index, "dev_eui"), "needs sources.mqtt.chirpstack")
+        if device.friendly_name is not None and (mqtt is None or mqtt.zigbee2mqtt is None):
+            yield issue(("devices", index, "friendly_name"), "needs sources.mqtt.zigbee2mqtt")
+    if config.actions and mqtt is None:
+        yield issue(
+            ("actions",), "local actions publish to the local broker: configure sources.mqtt"
+        )
+
+
+def _device_keys(device: DeviceConfig) -> Iterator[tuple[str, str]]:
+    yield ("id", device.id)
+    if device.dev_eui is not None:
+        yield ("dev_eui", device.dev_eui.lower())
+    if device.friendly_name is not None:
+        yield ("friendly_name", device.friendly_name)
+    if device.account is not None:
+        yield ("account", device.account)
+    if device.modbus is not None:
+        yield ("modbus", f"{device.modbus.bus}/{device.modbus.slave}")
+
+
+def _unique_devices(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+    seen: dict[tuple[str, str], int] = {}
+    for index, device in enumerate(config.devices):
+        for key in _device_keys(device):
+            if key in seen:
+                yield issue(
+                    ("devices", index, key[0]),
+                    f"{key[0]} {key[1]!r} already used by devices[{seen[key]}]",
+                )
+            else:
+                seen[key] = index
+
+
+def _unique_sources(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+    ids = [("serial", i, s.id) for i, s in enumerate(config.sources.serial)]
+    ids += [("modbus", i, b.id) for i, b in enumerate(config.sources.modbus)]
+    seen: set[str] = set()
+    for kind, index, source_id in ids:
+        if source_id in seen:
+            yield issue(("sources", kind, index, "id"), f"source id {source_id!r} used twice")
+        seen.add(source_id)
+
+
+def resolve_rule_paths(config: EdgeConfig, config_path: Path) -> tuple[Path, ...]:
+    """Return the rule files of `config`, relative ones taken from the config file's directory."""
+    base = config_path.parent
+    return tuple(p if (p := Path(raw)).is_absolute() else base / p for raw in config.rules)
+
+
+def state_path(config: EdgeConfig, name: str) -> Path:
+    """Return a path inside the state directory (absolute names are kept)."""
+    path = Path(name)
+    return path if path.is_absolute() else Path(config.state_dir) / path

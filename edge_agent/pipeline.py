@@ -1,0 +1,192 @@
+"""RawFrame → codec → Readings → rules → outbox, through one bounded queue with backpressure.
+
+Sources `await pipeline.submit(frame)`: when the queue is full they wait, which slows the serial
+reader, the MQTT message loop or the DC-09 ACK, so pressure goes back to the devices instead of
+memory growing. `offer(frame)` is the non-waiting variant; a full queue then drops and counts.
+
+One worker takes frames in small batches, decodes each with its codec (pure), judges quality against
+the metric catalog, lets the rule engine observe every reading, and writes the batch's readings and
+alarm events to the outbox in one transaction. Frames that fail to decode go to the dead-letter table
+with their raw bytes, and are counted by codec and reason; nothing stops the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from core.clock import Clock
+from core.metrics import Quality, quality_of
+from core.types import AlarmEvent, RawFrame, Reading
+from edge_agent.dead_letter import DeadLetter, DeadLetterStore
+from edge_agent.outbox.base import Outbox
+from edge_agent.selfstats import PipelineStats
+from firmware_adapters.codec import Codec
+from firmware_adapters.errors import DecodeError
+
+_LOG = logging.getLogger(__name__)
+
+UNKNOWN_CODEC = "unknown_codec"
+"""Dead-letter reason of a frame naming a codec that is not registered."""
+CODEC_CRASH = "codec_error"
+"""Dead-letter reason of a codec that raised something other than `DecodeError` (a codec bug)."""
+
+
+class AlarmEngine(Protocol):
+    """What the pipeline needs of the rule engine (`rules.engine.RuleEngine`)."""
+
+    def observe(self, reading: Reading, now: datetime) -> list[AlarmEvent]:
+        """Feed one reading; return the alarm events it caused."""
+        ...
+
+    def tick(self, now: datetime) -> list[AlarmEvent]:
+        """Advance time-driven state; return the alarm events that caused."""
+        ...
+
+
+AlarmListener = Callable[[Sequence[AlarmEvent]], None]
+"""Told about every batch of alarm events after the outbox stored them (local actions)."""
+
+
+class Pipeline:
+    """The frame queue and the worker that turns frames into stored readings and alarm events."""
+
+    def __init__(
+        self,
+        *,
+        gateway_id: str,
+        codecs: Mapping[str, Codec],
+        engine: AlarmEngine,
+        outbox: Outbox,
+        dead_letters: DeadLetterStore,
+        clock: Clock,
+        queue_size: int = 10_000,
+        batch_size: int = 200,
+    ) -> None:
+        """Wire the pipeline; nothing runs until `run()` is awaited."""
+        self.gateway_id = gateway_id
+        self.codecs = codecs
+        self.engine = engine
+        self.outbox = outbox
+        self.dead_letters = dead_letters
+        self.clock = clock
+        self.batch_size = batch_size
+        self.stats = PipelineStats()
+        self.listeners: list[AlarmListener] = []
+        self._queue: asyncio.Queue[RawFrame] = asyncio.Queue(maxsize=queue_size)
+        self._lock = asyncio.Lock()
+
+    async def submit(self, frame: RawFrame) -> None:
+        """Queue a frame, waiting while the queue is full (backpressure)."""
+        await self._queue.put(frame)
+        self.stats.frames_in += 1
+
+    def offer(self, frame: RawFrame) -> bool:
+        """Queue a frame if there is room; otherwise drop it, count it and return False."""
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.stats.frames_dropped += 1
+            return False
+        self.stats.frames_in += 1
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the worker."""
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Process frames forever, in batches of up to `batch_size`."""
+        while True:
+            frames = [await self._queue.get()]
+            while len(frames) < self.batch_size and not self._queue.empty():
+                frames.append(self._queue.get_nowait())
+            await self.process(frames)
+
+    async def drain(self) -> None:
+        """Process every frame still queued (used on shutdown)."""
+        while not self._queue.empty():
+            frames: list[RawFrame] = []
+            while len(frames) < self.batch_size and not self._queue.empty():
+                frames.append(self._queue.get_nowait())
+            await self.process(frames)
+
+    async def process(self, frames: Sequence[RawFrame]) -> None:
+        """Decode frames, run rules, and store the results in one outbox transaction."""
+        now = self.clock.now()
+        readings: list[Reading] = []
+        events: list[AlarmEvent] = []
+        letters: list[DeadLetter] = []
+        for frame in frames:
+            decoded = self._decode(frame, letters)
+            for reading in decoded:
+                readings.append(reading)
+                events.extend(self.engine.observe(reading, now))
+        await self._store(readings, events)
+        if letters:
+            self.dead_letters.add_many(letters)
+
+    async def tick(self, now: datetime | None = None) -> list[AlarmEvent]:
+        """Advance the rule engine's timers and store what that produced."""
+        events = self.engine.tick(self.clock.now() if now is None else now)
+        await self._store((), events)
+        return events
+
+    async def publish_stats(self) -> list[Reading]:
+        """Store the self-statistics as readings of the gateway; return them."""
+        readings = self.stats.readings(self.gateway_id, self.clock.now(), await self.outbox.stats())
+        await self._store(readings, ())
+        return readings
+
+    async def _store(self, readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> None:
+        if not readings and not events:
+            return
+        async with self._lock:
+            await self.outbox.put(readings, events)
+        if events:
+            self.stats.alarms += len(events)
+            for listener in self.listeners:
+                listener(events)
+
+    def _decode(self, frame: RawFrame, letters: list[DeadLetter]) -> list[Reading]:
+        codec = self.codecs.get(frame.codec_id)
+        if codec is None:
+            self._dead(frame, UNKNOWN_CODEC, f"no codec {frame.codec_id!r}", letters)
+            return []
+        try:
+            result = codec.decode(frame)
+        except DecodeError as err:
+            self._dead(frame, err.reason.value, err.detail, letters)
+            return []
+        except Exception as err:  # noqa: BLE001 - a codec bug must not stop the gateway
+            _LOG.exception("codec %s raised on a frame from %s", frame.codec_id, frame.source_id)
+            self._dead(frame, CODEC_CRASH, f"{type(err).__name__}: {err}", letters)
+            return []
+        return [_judged(reading) for reading in result.readings]
+
+    def _dead(self, frame: RawFrame, reason: str, detail: str, letters: list[DeadLetter]) -> None:
+        self.stats.count_decode_error(frame.codec_id, reason)
+        letters.append(
+            DeadLetter(
+                received_at=frame.received_at,
+                source_id=frame.source_id,
+                device_id=frame.device_id,
+                codec_id=frame.codec_id,
+                reason=reason,
+                detail=detail,
+                raw_hex=frame.payload.hex(),
+            )
+        )
+
+
+def _judged(reading: Reading) -> Reading:
+    """Return the reading with its quality judged against the catalog (codec flags are kept)."""
+    if reading.quality is not Quality.GOOD:
+        return reading
+    quality = quality_of(reading.metric, reading.value)
+    return reading if quality is Quality.GOOD else dataclasses.replace(reading, quality=quality)
