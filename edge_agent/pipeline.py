@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Protocol
 
 from core.clock import Clock
-from core.metrics import Quality, quality_of
+from core.metrics import Metric, Quality, quality_of
 from core.types import AlarmEvent, RawFrame, Reading
 from edge_agent.dead_letter import DeadLetter, DeadLetterStore
 from edge_agent.outbox.base import Outbox
-from edge_agent.selfstats import PipelineStats
+from edge_agent.selfstats import SELF_CODEC, PipelineStats
 from firmware_adapters.codec import Codec
 from firmware_adapters.errors import DecodeError
 
@@ -136,6 +136,12 @@ class Pipeline:
         events = self.engine.tick(self.clock.now() if now is None else now)
         await self._store((), events)
         return events
+
+    async def report_fault(self, device_id: str, faulty: bool) -> None:  # noqa: FBT001
+        """Record that a device's link was lost or restored, as a `fault` reading of the device."""
+        now = self.clock.now()
+        reading = Reading(device_id, Metric.FAULT, faulty, now, codec_id=SELF_CODEC)
+        await self._store([reading], self.engine.observe(reading, now))
 
     async def publish_stats(self) -> list[Reading]:
         """Store the self-statistics as readings of the gateway; return them."""

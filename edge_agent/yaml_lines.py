@@ -57,7 +57,16 @@ def load_located(text: str) -> LocatedDocument:
     return doc
 
 
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
 def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> object:
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in {
+        _MAP_TAG,
+        _SEQ_TAG,
+    }:
+        raise YamlSyntaxError(node.start_mark.line + 1, f"YAML: tag {node.tag!r} is not allowed")
     if isinstance(node, yaml.MappingNode):
         out: dict[object, object] = {}
         for key_node, value_node in node.value:

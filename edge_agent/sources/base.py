@@ -1,0 +1,67 @@
+"""What every source shares: the context it reports to, and jittered reconnect backoff."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.clock import Clock
+from core.types import RawFrame
+from edge_agent.selfstats import PipelineStats
+
+Submit = Callable[[RawFrame], Awaitable[None]]
+"""Hands a frame to the pipeline; waits while the pipeline's queue is full."""
+
+ReportFault = Callable[[str, bool], Awaitable[None]]
+"""Reports that a device's link was lost (`True`) or is back (`False`)."""
+
+Reply = Callable[[bytes], bytes | None]
+"""Builds the answer a bidirectional protocol owes its device for one frame (or None)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What a source may use: hand frames on, count framing errors, report link faults, read time."""
+
+    submit: Submit
+    fault: ReportFault
+    stats: PipelineStats
+    clock: Clock
+
+
+class Source(Protocol):
+    """A long-running task that turns device traffic into RawFrames.
+
+    `run()` returns only when cancelled; it handles lost links itself (reconnect with backoff).
+    """
+
+    name: str
+
+    async def run(self) -> None:
+        """Move bytes until cancelled."""
+        ...
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset after a success."""
+
+    def __init__(
+        self, first: float = 0.2, maximum: float = 30.0, rng: random.Random | None = None
+    ) -> None:
+        """Start at `first` seconds and never exceed `maximum`."""
+        self.first = first
+        self.maximum = maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next_delay(self) -> float:
+        """Return how long to wait before the next attempt."""
+        ceiling = min(self.maximum, self.first * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 30)
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Forget past failures."""
+        self._attempt = 0
