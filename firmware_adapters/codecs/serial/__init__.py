@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from firmware_adapters.codec import Codec
+from firmware_adapters.codecs.serial import gbt26875_3
 
-CODECS: tuple[Codec, ...] = ()
+CODECS: tuple[Codec, ...] = (gbt26875_3.CODEC,)
