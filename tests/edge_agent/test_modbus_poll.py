@@ -1,0 +1,110 @@
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from pymodbus import FramerType
+from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+from pymodbus.server import ModbusSerialServer
+
+from core.clock import SystemClock
+from core.types import RawFrame
+from edge_agent.selfstats import PipelineStats
+from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.sources.modbus_poll import Block, ModbusBusSource, PolledDevice
+from simulators.serial_pty import SocatPair
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.frames: list[RawFrame] = []
+        self.faults: list[tuple[str, bool]] = []
+        self.changed = asyncio.Event()
+
+    async def submit(self, frame: RawFrame) -> None:
+        self.frames.append(frame)
+        self.changed.set()
+
+    async def fault(self, device_id: str, faulty: bool) -> None:
+        self.faults.append((device_id, faulty))
+        self.changed.set()
+
+    async def until(self, predicate: Callable[[], bool], limit: float = 5.0) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def make_server(port: Path) -> ModbusSerialServer:
+    # Register n lives at block address n + 1 (pymodbus 3.16 data blocks start at 1).
+    holding = ModbusSequentialDataBlock(1, [0] * 0x34 + [1803, 42])  # type: ignore[no-untyped-call]
+    inputs = ModbusSequentialDataBlock(1, [7, 8, 9])  # type: ignore[no-untyped-call]
+    context = ModbusServerContext(
+        devices={0x50: ModbusDeviceContext(hr=holding, ir=inputs)}, single=False
+    )
+    return ModbusSerialServer(context, framer=FramerType.RTU, port=str(port), baudrate=9600)
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[tuple[SocatPair, Path]]:
+    pair = SocatPair(tmp_path / "slave", tmp_path / "agent").start()
+    yield pair, tmp_path / "slave"
+    pair.stop()
+
+
+async def test_poller_reads_register_blocks_and_reports_silent_devices(
+    bus: tuple[SocatPair, Path],
+) -> None:
+    pair, slave_port = bus
+    server = make_server(slave_port)
+    serving = asyncio.create_task(server.serve_forever())
+    recorder = Recorder()
+    level = PolledDevice(
+        device_id="level-1",
+        codec_id="modbus.dfrobot.sen0492",
+        slave=0x50,
+        interval_s=0.1,
+        timeout_s=0.5,
+        blocks=(Block("holding", 0x34, 2), Block("input", 0, 3)),
+    )
+    absent = PolledDevice(
+        "level-2", "modbus.dfrobot.sen0492", 0x51, 0.1, 0.3, (Block("holding", 0x34, 1),)
+    )
+    source = ModbusBusSource(
+        name="rs485-1",
+        port=str(pair.agent_link),
+        devices=[level, absent],
+        ctx=SourceContext(recorder.submit, recorder.fault, PipelineStats(), SystemClock()),
+        backoff=Backoff(first=0.05, maximum=0.2),
+    )
+    polling = asyncio.create_task(source.run())
+    try:
+        await recorder.until(lambda: len(recorder.frames) >= 3)
+        frame = recorder.frames[0]
+        assert frame.payload == bytes.fromhex("070b002a") + bytes.fromhex("000700080009")
+        assert frame.device_id == "level-1"
+        assert frame.codec_id == "modbus.dfrobot.sen0492"
+        assert frame.meta["registers"] == "holding:52+2,input:0+3"
+        assert frame.meta["slave"] == "80"
+        await recorder.until(lambda: ("level-2", True) in recorder.faults)
+        assert all(f.device_id == "level-1" for f in recorder.frames)
+        # The sensor goes silent: its polls time out, one fault is reported, then it comes back.
+        await server.shutdown()  # type: ignore[no-untyped-call]
+        serving.cancel()
+        await recorder.until(lambda: ("level-1", True) in recorder.faults)
+        count = len(recorder.frames)
+        server = make_server(slave_port)
+        serving = asyncio.create_task(server.serve_forever())
+        await recorder.until(lambda: ("level-1", False) in recorder.faults, limit=10)
+        await recorder.until(lambda: len(recorder.frames) > count)
+        assert recorder.faults.count(("level-1", True)) == 1
+        assert recorder.faults.count(("level-2", True)) == 1
+    finally:
+        polling.cancel()
+        await asyncio.gather(polling, return_exceptions=True)
+        await server.shutdown()  # type: ignore[no-untyped-call]
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
