@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from firmware_adapters.codec import Codec
-from firmware_adapters.codecs.serial import gbt26875_3
+from firmware_adapters.codecs.serial import ademco_contact_id, gbt26875_3
 
-CODECS: tuple[Codec, ...] = (gbt26875_3.CODEC,)
+CODECS: tuple[Codec, ...] = (gbt26875_3.CODEC, ademco_contact_id.CODEC)
