@@ -3,5 +3,26 @@
 from __future__ import annotations
 
 from firmware_adapters.codec import Codec
+from firmware_adapters.codecs.lorawan import (
+    milesight_em310_tilt,
+    milesight_em310_udl,
+    milesight_em320_tilt,
+    milesight_em400_mud,
+    milesight_em400_udl,
+    milesight_em500_udl,
+    milesight_gs524n,
+    milesight_ws202,
+    milesight_ws301,
+)
 
-CODECS: tuple[Codec, ...] = ()
+CODECS: tuple[Codec, ...] = (
+    milesight_em310_udl.CODEC,
+    milesight_em400_udl.CODEC,
+    milesight_em400_mud.CODEC,
+    milesight_em500_udl.CODEC,
+    milesight_em310_tilt.CODEC,
+    milesight_em320_tilt.CODEC,
+    milesight_gs524n.CODEC,
+    milesight_ws301.CODEC,
+    milesight_ws202.CODEC,
+)
