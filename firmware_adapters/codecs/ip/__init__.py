@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from firmware_adapters.codec import Codec
+from firmware_adapters.codecs.ip import sia_dc09
 
-CODECS: tuple[Codec, ...] = ()
+CODECS: tuple[Codec, ...] = (sia_dc09.CODEC,)
