@@ -1,0 +1,264 @@
+"""Rule unit tests as data (promtool style): devices, input series, expected alarm events over time.
+
+A test file names rule files, a start time, devices, and tests; each test feeds input series through a
+fresh `RuleEngine` (readings at their times, a tick every `tick`) and compares the events it emits with
+`expected_events`. Re-sends are left out unless a test sets `include_resends`. See docs/rules.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.metrics import CATALOG, Metric, MetricKind, quality_of
+from core.site import DeviceInfo, DeviceKind, SitePath
+from core.types import AlarmEvent, AlarmState, Reading, Severity
+from rules.engine import RuleEngine
+from rules.errors import RuleFileError
+from rules.parsing import format_duration, line_of, load_yaml_with_lines
+from rules.spec import Duration, SitePathField, load_rule_files
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+_SERIES_TOKEN: Final = re.compile(rf"^({_NUMBER}|true|false|_)(?:([+-])({_NUMBER}))?(?:x(\d+))?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class TestDevice(_Strict):
+    """A device as the test's engine knows it."""
+
+    kind: DeviceKind
+    location: SitePathField = SitePath()
+    labels: dict[str, str] = Field(default_factory=dict)
+    expected_interval: Duration | None = None
+
+
+class Series(_Strict):
+    """Values of one metric of one device, one every `interval` from `start` (relative)."""
+
+    device: str
+    metric: Metric
+    values: str
+    interval: Duration = 60.0
+    start: Duration = 0.0
+
+
+class ExpectedEvent(_Strict):
+    """An event the test expects; `severity` and `suppressed` are compared only when given."""
+
+    at: Duration
+    rule: str
+    device: str
+    state: AlarmState
+    severity: Severity | None = None
+    suppressed: tuple[str, ...] | None = None
+
+
+class RuleTest(_Strict):
+    """One scenario."""
+
+    name: str
+    input_series: tuple[Series, ...] = ()
+    expected_events: tuple[ExpectedEvent, ...] = ()
+    duration: Duration | None = None
+    tick: Duration | None = None
+    include_resends: bool = False
+
+
+class RuleTestFile(_Strict):
+    """The top level of a test file."""
+
+    rule_files: tuple[str, ...] = Field(min_length=1)
+    site: str = "test-site"
+    timezone: str = "UTC"
+    start: datetime
+    tick: Duration = 1.0
+    devices: dict[str, TestDevice] = Field(default_factory=dict)
+    tests: tuple[RuleTest, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutcome:
+    """What one test found: `diff` lists missing and unexpected events, empty when it passed."""
+
+    file: str
+    name: str
+    diff: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether the emitted events matched the expected ones."""
+        return not self.diff
+
+
+def expand_values(text: str, boolean: bool) -> list[float | bool | None]:  # noqa: FBT001
+    """Expand promtool series notation: `1 2 3`, `0+10x5`, `100-5x3`, `_x4` (gaps), `true false`, `1x3`."""
+    out: list[float | bool | None] = []
+    for token in text.split():
+        m = _SERIES_TOKEN.match(token)
+        if m is None:
+            raise ValueError(f"bad series token {token!r}")
+        base, sign, step, count = m.groups()
+        repeat = int(count) + 1 if count is not None else 1
+        if base == "_" or base in {"true", "false"}:
+            if step is not None:
+                raise ValueError(f"bad series token {token!r}: no step on {base}")
+            value: float | bool | None = None if base == "_" else base == "true"
+            out.extend([value] * repeat)
+            continue
+        start = float(base)
+        delta = float(step or 0) * (-1 if sign == "-" else 1)
+        out.extend(start + delta * i for i in range(repeat))
+    if boolean:
+        return [v if v is None or isinstance(v, bool) else bool(v) for v in out]
+    return [float(v) if isinstance(v, bool) else v for v in out]
+
+
+def _readings(series: Series, start: datetime) -> list[tuple[float, Reading]]:
+    boolean = CATALOG[series.metric].kind is MetricKind.BOOLEAN
+    out: list[tuple[float, Reading]] = []
+    for index, value in enumerate(expand_values(series.values, boolean)):
+        if value is None:
+            continue
+        offset = series.start + index * series.interval
+        ts = start + timedelta(seconds=offset)
+        quality = quality_of(series.metric, value)
+        out.append((offset, Reading(series.device, series.metric, value, ts, quality, "test")))
+    return out
+
+
+def _describe(at: float, rule: str, device: str, state: str, extra: str) -> str:
+    return f"+{format_duration(at)} {rule} {device} {state}{extra}"
+
+
+def _run(test: RuleTest, spec: RuleTestFile, engine: RuleEngine) -> list[tuple[float, AlarmEvent]]:
+    start = spec.start
+    tick = test.tick or spec.tick
+    feed = sorted(
+        (item for series in test.input_series for item in _readings(series, start)),
+        key=lambda item: item[0],
+    )
+    last_input = feed[-1][0] if feed else 0.0
+    last_expected = max((e.at for e in test.expected_events), default=0.0)
+    duration = test.duration if test.duration is not None else max(last_input, last_expected) + tick
+    events: list[tuple[float, AlarmEvent]] = []
+    index = 0
+    steps = int(duration // tick) + 1
+    for step in range(steps):
+        now_offset = step * tick
+        while index < len(feed) and feed[index][0] <= now_offset:
+            offset, reading = feed[index]
+            when = start + timedelta(seconds=offset)
+            events.extend((offset, e) for e in engine.observe(reading, when))
+            index += 1
+        when = start + timedelta(seconds=now_offset)
+        events.extend((now_offset, e) for e in engine.tick(when))
+    return events
+
+
+def _drop_resends(events: list[tuple[float, AlarmEvent]]) -> list[tuple[float, AlarmEvent]]:
+    last: dict[str, tuple[AlarmState, Severity]] = {}
+    kept = []
+    for at, event in events:
+        key = (event.state, event.severity)
+        if last.get(event.fingerprint) != key:
+            kept.append((at, event))
+        last[event.fingerprint] = key
+    return kept
+
+
+def _compare(test: RuleTest, events: list[tuple[float, AlarmEvent]]) -> tuple[str, ...]:
+    remaining = list(events)
+    diff: list[str] = []
+    for exp in test.expected_events:
+        for i, (at, ev) in enumerate(remaining):
+            if (
+                abs(at - exp.at) < 1e-6  # noqa: PLR2004
+                and ev.rule_id == exp.rule
+                and ev.device_id == exp.device
+                and ev.state is exp.state
+                and (exp.severity is None or ev.severity is exp.severity)
+                and (exp.suppressed is None or ev.suppressed == exp.suppressed)
+            ):
+                del remaining[i]
+                break
+        else:
+            extra = f" severity={exp.severity}" if exp.severity else ""
+            if exp.suppressed is not None:
+                extra += f" suppressed={list(exp.suppressed)}"
+            diff.append(
+                "- missing:    " + _describe(exp.at, exp.rule, exp.device, exp.state, extra)
+            )
+    for at, ev in remaining:
+        extra = f" severity={ev.severity}"
+        if ev.suppressed:
+            extra += f" suppressed={list(ev.suppressed)}"
+        diff.append("+ unexpected: " + _describe(at, ev.rule_id, ev.device_id, ev.state, extra))
+    return tuple(diff)
+
+
+def load_test_file(path: str | Path) -> RuleTestFile:
+    """Read and validate a test file; raise `RuleFileError` with `file:line` messages."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        document, duplicates = load_yaml_with_lines(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise RuleFileError([f"{name}:0: cannot read test file: {err}"]) from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise RuleFileError(
+            [f"{name}:{mark.line + 1 if mark else 1}: YAML syntax error: {err}"]
+        ) from err
+    errors = [f"{name}:{line}: {msg}" for line, msg in duplicates]
+    try:
+        parsed = RuleTestFile.model_validate(document)
+    except ValidationError as err:
+        for problem in err.errors():
+            loc = tuple(problem["loc"])
+            where = ".".join(str(p) for p in loc)
+            errors.append(
+                f"{name}:{line_of(document, loc)}: {where}: {problem['msg'].removeprefix('Value error, ')}"
+            )
+        raise RuleFileError(errors) from None
+    if errors:
+        raise RuleFileError(errors)
+    for t_index, test in enumerate(parsed.tests):
+        for s_index, series in enumerate(test.input_series):
+            try:
+                expand_values(series.values, boolean=False)
+            except ValueError as err:
+                line = line_of(document, ("tests", t_index, "input_series", s_index, "values"))
+                errors.append(f"{name}:{line}: {err}")
+    if errors:
+        raise RuleFileError(errors)
+    return parsed
+
+
+def run_test_file(path: str | Path) -> list[TestOutcome]:
+    """Run every test of a file; raise `RuleFileError` if the test file or its rule files are invalid."""
+    spec = load_test_file(path)
+    base = Path(path).parent
+    rules = load_rule_files([base / name for name in spec.rule_files], timezone=spec.timezone)
+    devices = {
+        device_id: DeviceInfo(
+            device_id, d.kind, d.location, d.labels, expected_interval_s=d.expected_interval
+        )
+        for device_id, d in spec.devices.items()
+    }
+    outcomes = []
+    for test in spec.tests:
+        engine = RuleEngine(rules, devices, site=spec.site)
+        events = _run(test, spec, engine)
+        if not test.include_resends:
+            events = _drop_resends(events)
+        outcomes.append(TestOutcome(str(path), test.name, _compare(test, events)))
+    return outcomes
