@@ -37,6 +37,9 @@ class GatewayConfig(_Model):
 
     id: Identifier
     site: str = ""
+    """Where the gateway stands in the site hierarchy (`district/street/community/...`)."""
+    site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    """First part of alarm fingerprints (`site/device/rule`); defaults to the gateway id."""
     timezone: str = "UTC"
 
     @field_validator("site")

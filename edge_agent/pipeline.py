@@ -137,6 +137,10 @@ class Pipeline:
         await self._store((), events)
         return events
 
+    async def store_events(self, events: Sequence[AlarmEvent]) -> None:
+        """Store alarm events produced outside the frame path (rule reloads)."""
+        await self._store((), events)
+
     async def report_fault(self, device_id: str, faulty: bool) -> None:  # noqa: FBT001
         """Record that a device's link was lost or restored, as a `fault` reading of the device."""
         now = self.clock.now()

@@ -1,0 +1,112 @@
+"""Local actions: critical alarms drive an output on the LOCAL broker (a siren relay), cloud or not.
+
+Each configured action names an actuator topic, the minimum severity and the device kinds it serves.
+A FIRING event switches it on, a RESOLVED (or NORMAL) event of the same alarm switches it off once no
+other alarm holds it on. Publishes are queued and sent with QoS 1 over a connection of their own
+that reconnects with backoff, so a dead uplink never delays a siren.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from core.site import DeviceKind
+from core.types import AlarmEvent, AlarmState
+from edge_agent.bindings import BindingsHolder
+from edge_agent.config import LocalActionConfig, LocalMqttConfig
+from edge_agent.sources.base import Backoff
+
+_LOG = logging.getLogger(__name__)
+_ON_STATES = frozenset({AlarmState.FIRING})
+_OFF_STATES = frozenset({AlarmState.RESOLVED, AlarmState.NORMAL})
+
+
+@dataclass(slots=True)
+class _ActionState:
+    config: LocalActionConfig
+    holders: set[str] = field(default_factory=set)
+
+
+class LocalActions:
+    """Turns alarm events into actuator publishes on the local broker."""
+
+    def __init__(
+        self,
+        actions: Sequence[LocalActionConfig],
+        broker: LocalMqttConfig,
+        bindings: BindingsHolder,
+        *,
+        client_id: str = "",
+    ) -> None:
+        """Prepare the actions; nothing connects until `run()`."""
+        self.broker = broker
+        self.bindings = bindings
+        self.client_id = client_id
+        self._actions = [_ActionState(a) for a in actions]
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.published = 0
+
+    def replace(self, actions: Sequence[LocalActionConfig]) -> None:
+        """Swap in a new action list (alarms holding an old output on are forgotten)."""
+        self._actions = [_ActionState(a) for a in actions]
+
+    def on_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Queue the publishes these events call for (a pipeline listener; never blocks)."""
+        for event in events:
+            device = self.bindings.current.devices.get(event.device_id)
+            kind = device.kind if device is not None else DeviceKind.OTHER
+            for action in self._actions:
+                self._apply(action, event, kind)
+
+    def _apply(self, action: _ActionState, event: AlarmEvent, kind: DeviceKind) -> None:
+        cfg = action.config
+        if event.severity.rank < cfg.min_severity.rank or (cfg.kinds and kind not in cfg.kinds):
+            return
+        if event.state in _ON_STATES and not event.suppressed:
+            was_off = not action.holders
+            action.holders.add(event.fingerprint)
+            if was_off:
+                self._queue.put_nowait((cfg.topic, cfg.on_payload.encode()))
+        elif event.state in _OFF_STATES and event.fingerprint in action.holders:
+            action.holders.discard(event.fingerprint)
+            if not action.holders:
+                self._queue.put_nowait((cfg.topic, cfg.off_payload.encode()))
+
+    async def run(self) -> None:
+        """Publish queued commands, reconnecting to the local broker as needed, until cancelled."""
+        backoff = Backoff(first=0.2, maximum=10.0)
+        pending: tuple[str, bytes] | None = None
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.broker.host,
+                    self.broker.port,
+                    identifier=self.client_id or None,
+                    keepalive=self.broker.keepalive_s,
+                ) as client:
+                    backoff.reset()
+                    while True:
+                        if pending is None:
+                            pending = await self._queue.get()
+                        topic, payload = pending
+                        await client.publish(topic, payload, qos=1, timeout=5)
+                        self.published += 1
+                        pending = None
+                        self._queue.task_done()
+            except aiomqtt.MqttError as err:
+                _LOG.warning(
+                    "local actions: broker %s:%s: %s", self.broker.host, self.broker.port, err
+                )
+                await asyncio.sleep(backoff.next_delay())
+
+    async def flush(self, limit_s: float) -> None:
+        """Wait up to `limit_s` for queued commands to go out."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit_s):
+                await self._queue.join()

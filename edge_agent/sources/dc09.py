@@ -1,0 +1,152 @@
+"""A SIA DC-09 receiver: alarm panels connect over TCP, each message is acknowledged or refused.
+
+A message runs from `<LF>` to `<CR>`. The receiver hands every message the answer builder accepts to
+the pipeline *before* it writes the ACK, so an acknowledged event is never lost (the queue waits when
+full, and the panel simply waits for its ACK); a message the builder refuses (bad CRC, bad length,
+timestamp) gets its NAK, is counted as a decode error, and the panel repeats it; an intact message
+the codec cannot use gets DUH and goes to the dead letters through the pipeline.
+Panels are bound to devices by account number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from core.types import RawFrame
+from edge_agent.sources.base import SourceContext
+from firmware_adapters.codecs.ip.sia_dc09 import CODEC_ID, ack_reply, decode, reply_for
+from firmware_adapters.errors import DecodeError, DecodeReason
+
+_LOG = logging.getLogger(__name__)
+_MAX_MESSAGE: Final = 1024
+_ACCOUNT = re.compile(rb"#([0-9A-Fa-f]{3,16})\[")
+
+Dc09Answer = Callable[[bytes, datetime], tuple[bytes, str | None]]
+"""Given one message (without `<LF>`/`<CR>`) and the time, return the complete reply to send and
+`None` when the message is accepted (ACK), or the refusal reason (`DecodeReason` value) with NAK/DUH."""
+
+_RETRIED: Final = frozenset({DecodeReason.CHECKSUM.value, DecodeReason.LENGTH.value})
+
+
+def sia_dc09_answer(message: bytes, now: datetime) -> tuple[bytes, str | None]:
+    """Answer with the `ip.sia.dc09` codec: ACK a decodable message, NAK a damaged one, else DUH."""
+    try:
+        decode(RawFrame("dc09", CODEC_ID, message, now))
+    except DecodeError as err:
+        return reply_for(message, now), err.reason.value
+    return ack_reply(message, now), None
+
+
+AccountLookup = Callable[[str], str | None]
+"""Returns the device id bound to a panel account number, or None."""
+
+
+def account_of(message: bytes) -> str | None:
+    """Return the account number of a DC-09 message (`#1234[`), or None if it carries none."""
+    match = _ACCOUNT.search(message)
+    return match.group(1).decode("ascii").upper() if match else None
+
+
+class Dc09Receiver:
+    """A TCP server that receives DC-09 messages from alarm panels."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        codec_id: str,
+        answer: Dc09Answer,
+        lookup: AccountLookup,
+        ctx: SourceContext,
+        idle_timeout_s: float = 300.0,
+    ) -> None:
+        """Prepare the receiver; nothing listens until `run()`."""
+        self.name = name
+        self.host = host
+        self.port = port
+        self.codec_id = codec_id
+        self.answer = answer
+        self.lookup = lookup
+        self.ctx = ctx
+        self.idle_timeout_s = idle_timeout_s
+        self.listening = asyncio.Event()
+        self.bound_port = 0
+        self.acked = 0
+        self.refused = 0
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Listen until cancelled."""
+        server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=_MAX_MESSAGE * 4
+        )
+        self.bound_port = server.sockets[0].getsockname()[1]
+        self.listening.set()
+        _LOG.info("dc09 %s: listening on %s:%s", self.name, self.host, self.bound_port)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            self.listening.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        peer = str(writer.get_extra_info("peername"))
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        chunk = await reader.readuntil(b"\r")
+                except (
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    TimeoutError,
+                    OSError,
+                ):
+                    return
+                message = chunk.rstrip(b"\r").lstrip(b"\n")
+                if not message:
+                    continue
+                reply = await self._handle(message, peer)
+                writer.write(reply)
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()
+            if task is not None:
+                self._connections.discard(task)
+
+    async def _handle(self, message: bytes, peer: str) -> bytes:
+        now = self.ctx.clock.now()
+        reply, refusal = self.answer(message, now)
+        if refusal in _RETRIED:
+            # Damaged in transit: the NAK makes the panel send it again; count it, keep nothing.
+            self.refused += 1
+            self.ctx.stats.count_decode_error(self.codec_id, refusal)
+            return reply
+        account = account_of(message)
+        device = (self.lookup(account) if account else None) or (
+            f"{self.name}/{account}" if account else self.name
+        )
+        meta = {"device_id": device, "peer": peer}
+        if account:
+            meta["account"] = account
+        # Accepted messages, and intact ones the codec does not understand (DUH, dead-lettered by
+        # the pipeline), are queued before the reply goes out.
+        await self.ctx.submit(RawFrame(self.name, self.codec_id, message, now, meta))
+        if refusal is None:
+            self.acked += 1
+        else:
+            self.refused += 1
+        return reply
