@@ -20,6 +20,7 @@ from firmware_adapters.codec import Codec
 from firmware_adapters.registry import get_codec
 from simulators.emission import Emission, Sample, Value
 from simulators.scenario import Device, Scenario
+from simulators.value_maps import encoder_values
 
 LORAWAN_FPORT = {"milesight": 85, "dragino": 2, "dingtek": 3}
 """Uplink fPort by vendor (DEVICE_PROTOCOLS.md §2)."""
@@ -67,7 +68,7 @@ class DeviceEncoder:
             return [self._raw(sample, self._gbt_values(sample))]
         if transport in {"serial", "ip"} and _is_contact_id(self.device.codec):
             return [self._raw(sample, v) for v in self._contact_id_values(sample)]
-        return [self._raw(sample, dict(sample.values))]
+        return [self._raw(sample, encoder_values(self.device.codec, sample.values))]
 
     # --- transports ---------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ class DeviceEncoder:
         app_id = str(d.address.get("application_id", uuid.UUID(stable_hex(self.scenario.name, 32))))
         vendor = d.codec.split(".")[1]
         fport = int(d.address.get("fport", LORAWAN_FPORT.get(vendor, 1)))
-        payload = self.codec.encode(dict(sample.values))
+        payload = self.codec.encode(encoder_values(d.codec, sample.values))
         fcnt = self.counter
         self.counter += 1
         event = chirpstack_up_event(
@@ -102,7 +103,7 @@ class DeviceEncoder:
     def _zigbee_state(self, sample: Sample) -> Emission:
         name = str(self.device.address.get("friendly_name", self.device.id))
         base = str(self.device.address.get("base_topic", "zigbee2mqtt"))
-        payload = self.codec.encode(dict(sample.values))
+        payload = self.codec.encode(encoder_values(self.device.codec, sample.values))
         return Emission(sample.t, self.device.id, payload, topic=f"{base}/{name}")
 
     # --- serial formats ----------------------------------------------------------------------

@@ -204,7 +204,19 @@ class Postgres:
     def start(self) -> Self:
         """Create the cluster and start the server."""
         self._run(
-            [_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                self.user,
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]
         )
         options = (
             f"-h {LOOPBACK} -p {self.port} -k {self.workdir} "

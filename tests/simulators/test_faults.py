@@ -10,6 +10,7 @@ from simulators.faults import (
     ClockSkew,
     Drop,
     Duplicate,
+    Fault,
     Garbage,
     Reorder,
     Scope,
@@ -70,7 +71,7 @@ def test_bit_flip_changes_exactly_n_bits() -> None:
     src = _emissions()
     out = BitFlip(p=1.0, bits=3).apply(src, rng())
     for a, b in zip(src, out, strict=True):
-        diff = sum(bin(x ^ y).count("1") for x, y in zip(a.payload, b.payload, strict=True))
+        diff = sum((x ^ y).bit_count() for x, y in zip(a.payload, b.payload, strict=True))
         assert diff == 3
 
 
@@ -115,7 +116,10 @@ def test_stuck_holds_the_first_value_of_the_window() -> None:
 def test_spike_jumps_by_the_magnitude_and_leaves_flags_alone() -> None:
     src = _samples(500)
     out = Spike(metric="distance_mm", p=0.2, magnitude=5000).apply(src, rng())
-    deltas = [o.values["distance_mm"] - s.values["distance_mm"] for s, o in zip(src, out, strict=True)]  # type: ignore[operator]
+    deltas = [
+        float(o.values["distance_mm"]) - float(s.values["distance_mm"])
+        for s, o in zip(src, out, strict=True)
+    ]
     assert set(deltas) <= {0, 5000, -5000}
     assert 50 < sum(1 for d in deltas if d) < 150
     assert all(o.values["smoke"] is False for o in out)
@@ -134,7 +138,13 @@ def test_silent_removes_the_window() -> None:
 
 
 def test_composed_faults_are_deterministic_per_seed() -> None:
-    faults = [Drop(p=0.1), Duplicate(p=0.1), BitFlip(p=0.1), Garbage(p=0.1), SplitWrites(max_chunk=3)]
+    faults: list[Fault] = [
+        Drop(p=0.1),
+        Duplicate(p=0.1),
+        BitFlip(p=0.1),
+        Garbage(p=0.1),
+        SplitWrites(max_chunk=3),
+    ]
     a = apply_byte_faults(_emissions(), faults, seed=7)
     b = apply_byte_faults(_emissions(), faults, seed=7)
     c = apply_byte_faults(_emissions(), faults, seed=8)
@@ -144,6 +154,9 @@ def test_composed_faults_are_deterministic_per_seed() -> None:
 
 
 def test_value_faults_compose_in_order() -> None:
-    faults = [Spike(metric="distance_mm", p=1.0, magnitude=1), Stuck(metric="distance_mm")]
+    faults: list[Fault] = [
+        Spike(metric="distance_mm", p=1.0, magnitude=1),
+        Stuck(metric="distance_mm"),
+    ]
     out = apply_value_faults(_samples(5), faults, seed=1)
     assert len({s.values["distance_mm"] for s in out}) == 1

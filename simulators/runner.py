@@ -1,0 +1,220 @@
+"""Play a scenario in (scaled) real time onto real transports, writing the ground truth as it goes.
+
+The bytes come from offline generation (`simulators.timeline.generate`), so a run and an offline
+file of the same scenario and seed hold the same bytes. The runner only decides *when* and *where*:
+MQTT devices publish through one `MqttPublisher`, serial devices write to a `PtyPort` each (GB/T
+26875.3 transmitters wait for confirms in their own task, so one slow receiver does not hold the
+others back), and link faults really happen: an `unplug` window unplugs the pty and replugs it
+afterwards, a `broker_disconnect` window drops the MQTT connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiomqtt
+
+from simulators.emission import Emission
+from simulators.faults import BrokerDisconnect, Unplug
+from simulators.mqtt_devices import (
+    ExposesLookup,
+    MqttPublisher,
+    ZigbeeDevice,
+    announce_zigbee_bridge,
+)
+from simulators.scenario import Device, Scenario
+from simulators.serial_devices import Gbt26875Transmitter, LineDevice
+from simulators.serial_pty import PtyPort
+from simulators.timeline import Generated, generate, scenario_faults
+from simulators.truth import TruthRecord, TruthWriter
+
+log = logging.getLogger(__name__)
+
+
+def no_exposes(codec_id: str) -> list[dict[str, object]]:  # noqa: ARG001 - the lookup signature
+    """An exposes lookup that knows no model."""
+    return []
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What a run did."""
+
+    emitted: int = 0
+    lost: int = 0
+    truth: int = 0
+    unplugs: int = 0
+    disconnects: int = 0
+    per_device: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """How to play a scenario."""
+
+    seed: int | None = None
+    speed: float = 1.0
+    broker_url: str | None = None
+    serial_dir: Path = Path("/tmp/steward-sim")  # noqa: S108 - the documented default place for links
+    gbt_timeout_s: float = 10.0
+    exposes: ExposesLookup = no_exposes
+    duration: float | None = None
+
+
+class ScenarioRunner:
+    """Plays one scenario; use `await runner.run(truth_stream)`."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions) -> None:
+        """Generate the scenario's bytes and prepare its transports."""
+        if options.speed <= 0:
+            raise ValueError("speed must be positive")
+        self.scenario = scenario
+        self.options = options
+        self.generated: Generated = generate(scenario, seed=options.seed, duration=options.duration)
+        self.stats = RunStats()
+        self.ports: dict[str, PtyPort] = {}
+        self.serial: dict[str, LineDevice] = {}
+        self.publisher: MqttPublisher | None = None
+        self._queues: dict[str, asyncio.Queue[Emission | None]] = {}
+        self.ready = asyncio.Event()
+
+    def link_of(self, device: Device) -> Path:
+        """Where the agent opens a serial device."""
+        link = device.address.get("link")
+        return Path(str(link)) if link else self.options.serial_dir / device.id
+
+    def _needs_mqtt(self) -> bool:
+        return any(d.transport in {"lorawan", "zigbee2mqtt"} for d in self.scenario.devices)
+
+    async def _setup(self) -> None:
+        for d in self.scenario.devices:
+            if d.transport == "serial":
+                port = PtyPort(self.link_of(d)).plug()
+                self.ports[d.id] = port
+                self.serial[d.id] = (
+                    Gbt26875Transmitter(port, timeout_s=self.options.gbt_timeout_s)
+                    if d.codec.startswith("serial.gbt26875")
+                    else LineDevice(port)
+                )
+        if self._needs_mqtt():
+            if self.options.broker_url is None:
+                raise ValueError("this scenario has MQTT devices: give a broker URL")
+            self.publisher = MqttPublisher(self.options.broker_url, f"propsim-{self.scenario.name}")
+            await self.publisher.connect()
+            zigbee = [
+                ZigbeeDevice.from_device(d, self.options.exposes)
+                for d in self.scenario.devices
+                if d.transport == "zigbee2mqtt"
+            ]
+            if zigbee:
+                await announce_zigbee_bridge(self.publisher, zigbee)
+
+    async def _teardown(self) -> None:
+        for device in self.serial.values():
+            if isinstance(device, Gbt26875Transmitter):
+                device.close()
+        for port in self.ports.values():
+            port.close()
+        if self.publisher is not None:
+            await self.publisher.disconnect()
+
+    async def run(self, truth: IO[str] | None = None) -> RunStats:
+        """Play every emission at its time, act out link faults, write truth records when due."""
+        await self._setup()
+        writer = TruthWriter(truth) if truth is not None else None
+        actions = self._schedule(writer)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for device_id in self.serial:
+                    self._queues[device_id] = asyncio.Queue()
+                    tg.create_task(self._serial_worker(device_id), name=f"serial-{device_id}")
+                self.ready.set()
+                loop = asyncio.get_running_loop()
+                origin = loop.time()
+                for t, action in actions:
+                    delay = origin + t / self.options.speed - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await action()
+                for queue in self._queues.values():
+                    queue.put_nowait(None)
+        finally:
+            await self._teardown()
+        self.stats.truth = writer.count if writer else 0
+        return self.stats
+
+    def _schedule(
+        self, writer: TruthWriter | None
+    ) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
+        actions: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
+        order = 0
+
+        def add(t: float, action: Callable[[], Awaitable[None]]) -> None:
+            nonlocal order
+            actions.append((t, order, action))
+            order += 1
+
+        for e in self.generated.emissions:
+            add(e.t, lambda e=e: self._emit(e))  # type: ignore[misc]
+        if writer is not None:
+            for rec in self.generated.truth:
+                add(rec.t_s, lambda rec=rec: _write(writer, rec))  # type: ignore[misc]
+        for fault in scenario_faults(self.scenario):
+            if isinstance(fault, Unplug):
+                for device_id in fault.scope.devices or tuple(self.ports):
+                    add(fault.scope.start, lambda d=device_id: self._unplug(d))  # type: ignore[misc]
+                    add(fault.scope.end, lambda d=device_id: self._replug(d))  # type: ignore[misc]
+            elif isinstance(fault, BrokerDisconnect):
+                add(fault.scope.start, self._disconnect)
+                add(fault.scope.end, self._reconnect)
+        end = self.options.duration or self.scenario.duration
+        return [(t, a) for t, _, a in sorted(actions, key=lambda x: (x[0], x[1])) if t <= end]
+
+    async def _emit(self, e: Emission) -> None:
+        self.stats.per_device[e.device_id] = self.stats.per_device.get(e.device_id, 0) + 1
+        self.stats.emitted += 1
+        if e.device_id in self._queues:
+            self._queues[e.device_id].put_nowait(e)
+            return
+        if self.publisher is None or not e.topic:
+            self.stats.lost += 1
+            return
+        if not await self.publisher.publish(e.topic, e.payload):
+            self.stats.lost += 1
+
+    async def _serial_worker(self, device_id: str) -> None:
+        queue = self._queues[device_id]
+        device = self.serial[device_id]
+        while (e := await queue.get()) is not None:
+            if not await device.send(e.payload):
+                self.stats.lost += 1
+
+    async def _unplug(self, device_id: str) -> None:
+        if device_id in self.ports:
+            self.ports[device_id].unplug()
+            self.stats.unplugs += 1
+
+    async def _replug(self, device_id: str) -> None:
+        if device_id in self.ports:
+            self.ports[device_id].plug()
+
+    async def _disconnect(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.disconnect()
+            self.stats.disconnects += 1
+
+    async def _reconnect(self) -> None:
+        if self.publisher is not None:
+            try:
+                await self.publisher.connect()
+            except (aiomqtt.MqttError, OSError) as err:
+                log.warning("broker still unreachable after the outage: %s", err)
+
+
+async def _write(writer: TruthWriter, record: TruthRecord) -> None:
+    writer.write(record)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+
+from simulators.scenario import parse_scenario
+from simulators.timeline import generate, raw_frames
+from simulators.verify import decode_emission, values_of
+
+SCENARIO = """\
+name: offline
+seed: 5
+start: 2026-01-05T00:00:00+08:00
+duration: 6h
+site:
+  compounds:
+    - {id: c1, buildings: [{id: b1, units: [u1]}]}
+devices:
+  - {id: bin-1, kind: bin, codec: lorawan.milesight.em310_udl, transport: lorawan, location: c1, interval: 10m}
+  - {id: smoke-1, kind: smoke, codec: lorawan.milesight.gs524n, transport: lorawan, location: c1/b1/u1, interval: 5m, tick: 10s}
+  - {id: fence-1, kind: perimeter, codec: lorawan.milesight.ws301, transport: lorawan, location: c1, interval: 30m, tick: 5s}
+  - {id: panel-1, kind: fire_panel, codec: serial.gbt26875.3, transport: serial, location: c1/b1, interval: 10m, tick: 10s}
+  - {id: cid-1, kind: alarm_panel, codec: serial.ademco.contact_id, transport: serial, location: c1/b1, interval: 10m, tick: 5s,
+     address: {account: "4321", zone: 12}}
+timeline:
+  - {at: 1h, device: smoke-1, incident: fire, duration: 20m}
+  - {at: 1h, device: panel-1, incident: fire, duration: 20m}
+  - {at: 2h, device: fence-1, incident: breach, duration: 2m}
+  - {at: 2h, device: cid-1, incident: breach, duration: 2m}
+"""
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    scenario = parse_scenario(SCENARIO)
+    a = generate(scenario)
+    b = generate(scenario)
+    c = generate(scenario, seed=6)
+    assert [e.payload for e in a.emissions] == [e.payload for e in b.emissions]
+    assert [e.payload for e in a.emissions] != [e.payload for e in c.emissions]
+    assert a.truth == b.truth
+
+
+def test_every_emission_decodes_with_the_real_codec_and_matches_the_model() -> None:
+    scenario = parse_scenario(SCENARIO)
+    out = generate(scenario)
+    emissions = {e.device_id for e in out.emissions}
+    assert emissions == {d.id for d in scenario.devices}
+    samples = {(s.device_id, s.t): s for s in out.samples}
+    for e in out.emissions:
+        result = decode_emission(scenario, e)
+        sample = samples[e.device_id, e.t]
+        got = values_of(result)
+        if e.device_id == "bin-1":
+            assert got["distance_mm"] == sample.values["distance_mm"]
+            assert got["battery_pct"] == sample.values["battery_pct"]
+        elif e.device_id == "smoke-1":
+            assert got["smoke"] == sample.values["smoke"]
+            assert got["smoke_pct"] == round(float(sample.values["smoke_pct"]))
+        elif e.device_id == "fence-1":
+            assert got["contact_open"] == sample.values["contact_open"]
+        elif e.device_id == "panel-1":
+            fire = [r.value for r in result.readings if r.metric.value == "fire_alarm"]
+            assert fire == [sample.values["fire_alarm"]]
+        elif e.device_id == "cid-1":
+            assert result.attributes["account"] == "4321"
+
+
+def test_the_fire_shows_up_in_the_decoded_stream_and_in_the_truth() -> None:
+    scenario = parse_scenario(SCENARIO)
+    out = generate(scenario)
+    smoke = [
+        (e.t, values_of(decode_emission(scenario, e)).get("smoke"))
+        for e in out.emissions
+        if e.device_id == "smoke-1"
+    ]
+    first_alarm = min(t for t, v in smoke if v)
+    assert 3600 <= first_alarm <= 3600 + 60  # event-driven report, not the 5-minute interval
+    assert not any(v for t, v in smoke if t < 3600)
+    incidents = {(r.device, r.incident, r.t_s) for r in out.truth if r.source == "timeline"}
+    assert ("smoke-1", "fire", 3600.0) in incidents
+    assert ("fence-1", "breach", 7200.0) in incidents
+
+
+def test_contact_id_panel_reports_edges_only() -> None:
+    scenario = parse_scenario(SCENARIO)
+    out = generate(scenario)
+    lines = [e for e in out.emissions if e.device_id == "cid-1"]
+    qualifiers = [decode_emission(scenario, e).attributes["qualifier"] for e in lines]
+    assert len(lines) >= 2
+    assert qualifiers[0] == "new"
+    assert qualifiers[-1] == "restore"
+    codes = {decode_emission(scenario, e).attributes["event_code"] for e in lines}
+    assert codes == {"130", "131"}
+
+
+def test_chirpstack_events_count_up_and_look_like_chirpstack() -> None:
+    scenario = parse_scenario(SCENARIO)
+    out = generate(scenario)
+    events = [json.loads(e.payload) for e in out.emissions if e.device_id == "bin-1"]
+    assert [ev["fCnt"] for ev in events] == list(range(len(events)))
+    first = events[0]
+    assert first["fPort"] == 85
+    assert first["deviceInfo"]["deviceName"] == "bin-1"
+    assert len(first["deviceInfo"]["devEui"]) == 16
+    assert -130 < first["rxInfo"][0]["rssi"] < -30
+    assert first["txInfo"]["modulation"]["lora"]["spreadingFactor"] in range(7, 13)
+    topic = next(e.topic for e in out.emissions if e.device_id == "bin-1")
+    assert (
+        topic
+        == f"application/{first['deviceInfo']['applicationId']}/device/{first['deviceInfo']['devEui']}/event/up"
+    )
+
+
+def test_raw_frames_carry_time_and_device() -> None:
+    scenario = parse_scenario(SCENARIO)
+    out = generate(scenario, duration=1800)
+    frames = list(raw_frames(scenario, out))
+    assert frames
+    assert all(f.device_id in {d.id for d in scenario.devices} for _, f in frames)
+    assert [t for t, _ in frames] == sorted(t for t, _ in frames)
+
+
+def test_bins_fill_by_day_and_are_emptied_at_pickup() -> None:
+    text = SCENARIO.replace("duration: 6h", "duration: 3d")
+    scenario = parse_scenario(text)
+    out = generate(scenario)
+    fills = [(s.t, float(s.values["fill_pct"])) for s in out.samples if s.device_id == "bin-1"]
+    for day in range(3):
+        before = [f for t, f in fills if day * 86400 + 6.5 * 3600 <= t < day * 86400 + 7 * 3600]
+        after = [f for t, f in fills if day * 86400 + 7.2 * 3600 <= t < day * 86400 + 7.6 * 3600]
+        if day and before and after:
+            assert after[0] < before[-1]
+    evening = [f for t, f in fills if 86400 + 7.5 * 3600 <= t < 86400 + 21 * 3600]
+    assert evening[-1] > evening[0] + 20
