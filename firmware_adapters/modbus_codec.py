@@ -1,0 +1,75 @@
+"""Decoding and encoding of Modbus RTU responses through a register table (shared by the codecs).
+
+Frame contract: `payload` is the response ADU (slave, function, byte count, data, CRC);
+`meta["address"]` is the first register requested (decimal or `0x` hex; the table's first
+register when absent). Readings belong to the frame's device; fields the response does not cover
+are listed in a warning. Attributes: `slave`, `function`.
+
+Encoder keys: canonical metric names of the table's fields, `slave` (int, the codec's default
+slave when absent), `function` (3 or 4, the table's when absent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.metrics import Metric, quality_of
+from core.types import DecodeResult, RawFrame, Reading
+from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.framing.modbus_rtu import build_response, parse_response
+from firmware_adapters.modbus_table import RegisterTable, decode_registers, encode_registers
+
+
+def decode_with_table(codec_id: str, table: RegisterTable, frame: RawFrame) -> DecodeResult:
+    """Decode a response ADU with `table` (see the module docstring)."""
+    response = parse_response(codec_id, frame.payload)
+    try:
+        start = int(frame.meta.get("address", str(table.first)), 0)
+    except ValueError as err:
+        raise DecodeError(
+            codec_id, DecodeReason.MALFORMED, f"meta address: {err}", frame.payload
+        ) from err
+    found, missing = decode_registers(table, start, response.registers)
+    if not found:
+        detail = f"{len(response.registers)} registers from {start} hold no field of the table"
+        raise DecodeError(codec_id, DecodeReason.RANGE, detail, frame.payload)
+    readings = tuple(
+        Reading(
+            frame.device_id,
+            f.metric,
+            value,
+            frame.received_at,
+            quality_of(f.metric, value),
+            codec_id,
+        )
+        for f, value in found
+    )
+    warnings = tuple(f"register {f.address} ({f.metric}) not in the response" for f in missing)
+    return DecodeResult(
+        readings, warnings, {"slave": response.slave, "function": response.function}
+    )
+
+
+def encode_with_table(
+    table: RegisterTable, values: Mapping[str, object], default_slave: int
+) -> bytes:
+    """Build the response ADU a slave would send for a block read of the whole table.
+
+    Raises:
+        EncodeError: a value is not a number or does not fit its register.
+    """
+    numbers: dict[Metric, float] = {}
+    for f in table.fields:
+        value = values.get(f.metric.value)
+        if value is None:
+            continue
+        if not isinstance(value, int | float):
+            raise EncodeError(f"{f.metric}: {value!r} is not a number")
+        numbers[f.metric] = value
+    slave, function = values.get("slave", default_slave), values.get("function", table.function)
+    if not isinstance(slave, int) or not isinstance(function, int):
+        raise EncodeError("slave and function must be integers")
+    try:
+        return build_response(slave, encode_registers(table, numbers), function)
+    except ValueError as err:
+        raise EncodeError(str(err)) from err
