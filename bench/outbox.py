@@ -109,7 +109,21 @@ class Counter:
             await self.reached.wait()
 
 
-async def bench_replay(broker: Mosquitto, path: Path, total: int) -> float:
+class LoopLag:
+    """Largest lateness of a 1 ms timer on the event loop: how long the loop was blocked."""
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            self.max_s = max(self.max_s, loop.time() - before - 0.001)
+
+
+async def bench_replay(broker: Mosquitto, path: Path, total: int, lag: LoopLag) -> float:
     outbox = await SqliteOutbox.create(path, UNBOUNDED)
     for first in range(0, total, 5000):
         await outbox.put(make_readings(first, min(5000, total - first)))
@@ -124,10 +138,13 @@ async def bench_replay(broker: Mosquitto, path: Path, total: int) -> float:
         batch_max_wait_s=0,
     )
     uplink = Uplink(settings, outbox, gateway_id=GW)
+    ticker = asyncio.create_task(lag.run())
     start = time.perf_counter()
     task = asyncio.create_task(uplink.run())
     await counter.wait_for(total)
     elapsed = time.perf_counter() - start
+    ticker.cancel()
+    await asyncio.gather(ticker, return_exceptions=True)
     assert await uplink.drain(30)
     await task
     listener.cancel()
@@ -179,7 +196,11 @@ async def _run(seconds: float) -> dict[str, float]:
             result["replay_baseline_serialize_publish_per_s"] = await baseline_publish(
                 broker, total, serialize=True
             )
-            result["replay_readings_per_s"] = await bench_replay(broker, d / "replay.db", total)
+            lag = LoopLag()
+            result["replay_readings_per_s"] = await bench_replay(
+                broker, d / "replay.db", total, lag
+            )
+            result["replay_max_loop_lag_ms"] = lag.max_s * 1000
         finally:
             broker.close()
     result["replay_readings"] = float(total)

@@ -38,6 +38,7 @@ ConfigCallback = Callable[[bytes], Awaitable[Mapping[str, object]]]
 """Validates and applies a config pushed by the cloud; returns the report to publish."""
 
 TOPIC_ROOT: Final = "steward/v1"
+_STOP_TIMEOUT_S: Final = 2.0
 
 
 def _version() -> str:
@@ -141,17 +142,7 @@ class Uplink:
         attempt = 0
         while not self._stopping.is_set():
             try:
-                client = self._client()
-                async with client:
-                    attempt = 0
-                    if self._connected_once:
-                        self.counters.reconnects += 1
-                    self._connected_once = True
-                    self.counters.connected = True
-                    _LOGGER.info(
-                        "uplink connected to %s:%d", self.settings.host, self.settings.port
-                    )
-                    await self._session(client)
+                await self._connection()
             except (aiomqtt.MqttError, OSError) as err:
                 self.counters.connected = False
                 if self._stopping.is_set():
@@ -163,6 +154,32 @@ class Uplink:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._stopping.wait()
+            else:
+                attempt = 0
+        self.counters.connected = False
+
+    async def _connection(self) -> None:
+        """One connection: connect (abandoned if a stop comes first), then run the session."""
+        client = self._client()
+        async with contextlib.AsyncExitStack() as stack:
+            connect = asyncio.create_task(stack.enter_async_context(client), name="uplink-connect")
+            stopping = asyncio.create_task(self._stopping.wait(), name="uplink-stop")
+            try:
+                await asyncio.wait([connect, stopping], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not connect.done():
+                connect.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError, OSError):
+                    await connect
+                return
+            connect.result()
+            if self._connected_once:
+                self.counters.reconnects += 1
+            self._connected_once = True
+            self.counters.connected = True
+            _LOGGER.info("uplink connected to %s:%d", self.settings.host, self.settings.port)
+            await self._session(client)
         self.counters.connected = False
 
     def stop(self) -> None:
@@ -206,10 +223,14 @@ class Uplink:
         for task in done:
             if task is not stopping and (error := task.exception()) is not None:
                 raise error
-        # A clean stop: say so (the will only covers unclean ones).
+        # A clean stop: say so (the will only covers unclean ones), without waiting long.
         with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(
-                self.topics.status, self._status("offline"), qos=1, retain=True, timeout=timeout
+                self.topics.status,
+                self._status("offline"),
+                qos=1,
+                retain=True,
+                timeout=min(timeout, _STOP_TIMEOUT_S),
             )
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:

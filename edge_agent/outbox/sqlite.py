@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS records (
     batch TEXT                      -- id of the open batch holding this record, else NULL
 );
 CREATE INDEX IF NOT EXISTS records_queue ON records (kind, batch, id);
+CREATE INDEX IF NOT EXISTS records_open ON records (batch) WHERE batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS damaged_records (
     id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, body TEXT NOT NULL, reason TEXT NOT NULL

@@ -359,3 +359,21 @@ async def test_retained_status_and_last_will_when_killed(mosquitto: Mosquitto) -
     assert message.retain
     assert isinstance(message.payload, bytes)
     assert json.loads(message.payload)["state"] == "offline"
+
+
+async def test_stop_does_not_wait_for_a_frozen_broker(
+    mosquitto: Mosquitto, outbox: SqliteOutbox
+) -> None:
+    mosquitto.pause()
+    try:
+        slow = settings(mosquitto, connect_timeout_s=30.0, publish_timeout_s=30.0)
+        uplink = Uplink(slow, outbox, gateway_id=GW)
+        run = asyncio.create_task(uplink.run())
+        await outbox.put(readings(0, 10))
+        started = time.monotonic()
+        assert not await uplink.drain(timeout=0.3)
+        await asyncio.wait_for(run, 5)
+        assert time.monotonic() - started < 5
+        assert (await outbox.stats()).depth == 10
+    finally:
+        mosquitto.resume()
