@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from firmware_adapters.codec import Codec
 from firmware_adapters.codecs.lorawan import (
+    dingtek_dc410,
+    dingtek_df702,
+    dragino_dds75_lb,
+    dragino_ldds20,
+    dragino_ldds75,
+    dragino_lds02,
     milesight_em310_tilt,
     milesight_em310_udl,
     milesight_em320_tilt,
@@ -25,4 +31,10 @@ CODECS: tuple[Codec, ...] = (
     milesight_gs524n.CODEC,
     milesight_ws301.CODEC,
     milesight_ws202.CODEC,
+    dragino_ldds75.CODEC,
+    dragino_ldds20.CODEC,
+    dragino_dds75_lb.CODEC,
+    dragino_lds02.CODEC,
+    dingtek_df702.CODEC,
+    dingtek_dc410.CODEC,
 )

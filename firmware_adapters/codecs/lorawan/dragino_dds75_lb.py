@@ -1,0 +1,92 @@
+"""Dragino DDS75-LB ultrasonic distance sensor (the newer LDDS75), via ChirpStack.
+
+- fPort 2: the 8-byte distance frame of `firmware_adapters.dragino`. When bit 4 of byte 0 is set the
+  device is in multi-distance mode; that layout is not decoded (`unsupported`).
+- fPort 5: device status, 7 bytes: sensor model (0x27 = DDS75-LB), firmware `x.y.z` (bytes 1-2, one
+  nibble each after the first), frequency band code, sub-band (0xFF = none), battery mV. Readings:
+  `battery_v`; attributes `sensor_model`, `firmware_version`, `frequency_band`, `sub_band`.
+- fPorts 3 (datalog) and 6 (detect-mode data) are `unsupported`.
+
+Encoder keys: those of the distance frame; or, with `status: true`, `battery_v`, `firmware_version`
+(`"1.2.3"`), `frequency_band` (int), `sub_band` (int or omitted).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+from core.metrics import Metric
+from core.types import DecodeResult, RawFrame
+from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.dragino import (
+    DISTANCE_FPORT,
+    decode_distance,
+    encode_distance,
+    number,
+    unsupported,
+)
+from firmware_adapters.errors import EncodeError
+from firmware_adapters.fields import Decoded
+from firmware_adapters.lorawan import finish, fport_of, require_length
+
+ID = "lorawan.dragino.dds75_lb"
+STATUS_FPORT = 5
+MODEL = 0x27
+MULTI_DISTANCE = 0x10
+_STATUS = struct.Struct(">BHBBH")
+
+
+def decode(frame: RawFrame) -> DecodeResult:
+    """Decode one uplink."""
+    port = fport_of(frame, ID, (DISTANCE_FPORT, 3, STATUS_FPORT, 6))
+    if port in {3, 6}:
+        raise unsupported(frame, ID, f"fport {port} (datalog / detect mode) is not decoded")
+    if port == STATUS_FPORT:
+        return _status(frame)
+    if frame.payload and frame.payload[0] & MULTI_DISTANCE:
+        raise unsupported(frame, ID, "multi-distance mode frame")
+    return decode_distance(frame, ID)
+
+
+def _status(frame: RawFrame) -> DecodeResult:
+    require_length(frame, ID, (_STATUS.size,))
+    model, firmware, band, sub_band, battery_mv = _STATUS.unpack(frame.payload)
+    out = Decoded()
+    out.put("sensor_model", "DDS75-LB" if model == MODEL else f"0x{model:02x}")
+    out.put("firmware_version", f"{firmware >> 8 & 0x0F}.{firmware >> 4 & 0x0F}.{firmware & 0x0F}")
+    out.put("frequency_band", band)
+    out.put("sub_band", "NULL" if sub_band == 0xFF else sub_band)  # noqa: PLR2004
+    out.put(Metric.BATTERY_V, battery_mv / 1000)
+    return finish(frame, ID, out)
+
+
+def encode(values: Mapping[str, object]) -> bytes:
+    """Build a distance (fPort 2) or, with `status: true`, a status (fPort 5) payload."""
+    if not values.get("status"):
+        return encode_distance(values)
+    version = str(values.get("firmware_version", "1.0.0")).split(".")
+    if len(version) != 3 or not all(v.isdigit() and int(v) < 16 for v in version):  # noqa: PLR2004
+        raise EncodeError(f"firmware_version must be x.y.z with digits < 16, got {version}")
+    major, minor, patch = (int(v) for v in version)
+    sub_band = values.get("sub_band", 0xFF)
+    try:
+        return _STATUS.pack(
+            MODEL,
+            major << 8 | minor << 4 | patch,
+            round(number(values, "frequency_band", 1)),
+            0xFF if sub_band in {None, "NULL"} else round(number(values, "sub_band")),
+            round(number(values, Metric.BATTERY_V.value) * 1000),
+        )
+    except struct.error as err:
+        raise EncodeError(f"value out of range: {err}") from err
+
+
+CODEC = Codec(
+    ID,
+    DeviceClass.BIN,
+    "Dragino DDS75-LB LoRaWAN ultrasonic distance sensor",
+    decode,
+    encode,
+    vectors_beside(__file__),
+)
