@@ -22,6 +22,7 @@ from core.metrics import Metric, Quality
 from core.site import DeviceInfo, SitePath
 from core.types import AlarmEvent, AlarmState, Reading
 from rules.compiled import CompiledRule
+from rules.errors import SnapshotError
 from rules.silences import Silence, in_maintenance, new_silence
 from rules.snapshot import SNAPSHOT_VERSION, check_version, instance_from_json, instance_to_json
 from rules.spec import RuleSet
@@ -69,6 +70,7 @@ class RuleEngine:
         self._instances: dict[tuple[str, str], Instance] = {}
         self._hits: dict[tuple[str, str], deque[tuple[float, str]]] = {}
         self._last_seen: dict[str, float] = {}
+        self._edges: dict[tuple[str, str], bool] = {}
         self._seq: dict[str, int] = {}
         self._silences: dict[str, Silence] = {}
         self._started: float | None = None
@@ -254,9 +256,16 @@ class RuleEngine:
         spec = rule.window
         assert spec is not None  # noqa: S101 - only window rules get here
         ts, values = window.span(rule.window_start(t))
-        if len(values) < spec.min_samples:
+        if len(values) < spec.min_samples or (spec.min_span and ts[-1] - ts[0] < spec.min_span):
             return None
-        return aggregate(spec.agg, ts, values, target=spec.target)
+        return aggregate(
+            spec.agg,
+            ts,
+            values,
+            target=spec.target,
+            reset_drop=spec.reset_drop,
+            min_samples=spec.min_samples,
+        )
 
     def _observe_composite(
         self,
@@ -270,7 +279,13 @@ class RuleEngine:
     ) -> None:
         key = (rule.id, scope)
         hits = self._hits.get(key)
-        if rule.test(value):
+        active = rule.test(value)
+        if not rule.count_devices:  # min_events counts triggers: rising edges per device
+            edge_key = (rule.id, device_id)
+            was_active = self._edges.get(edge_key, False)
+            self._edges[edge_key] = active
+            active = active and not was_active
+        if active:
             if hits is None:
                 hits = self._hits[key] = deque()
             hits.append((t, device_id))
@@ -514,10 +529,11 @@ class RuleEngine:
                 for metric, w in per_metric.items()
             ],
             "silences": [s.to_json() for s in self._silences.values()],
+            "edges": [[rule_id, device, state] for (rule_id, device), state in self._edges.items()],
         }
 
     @classmethod
-    def restore(
+    def restore(  # noqa: C901 - one loop per snapshot section
         cls,
         snapshot: Mapping[str, Any],
         rules: RuleSet,
@@ -552,13 +568,13 @@ class RuleEngine:
                 )
                 for ts, value in zip(*item["samples"], strict=True):
                     window.append(float(ts), float(value))
+            for rule_id, device, state in data.get("edges", []):
+                engine._edges[(str(rule_id), str(device))] = bool(state)
             for item in data.get("silences", []):
                 silence = Silence.from_json(item)
                 engine._silences[silence.id] = silence
+        except SnapshotError:
+            raise
         except (KeyError, TypeError, ValueError) as err:
-            if isinstance(err, ValueError) and err.__class__.__name__ == "SnapshotError":
-                raise
-            from rules.errors import SnapshotError  # noqa: PLC0415 - error path only
-
             raise SnapshotError(f"bad snapshot: {err}") from err
         return engine

@@ -85,8 +85,12 @@ class Window(_Strict):
     agg: Aggregate
     over: Duration
     min_samples: int = Field(default=1, ge=1)
+    min_span: Duration = 0.0
+    """The samples must cover at least this long (first to last) before the aggregate counts."""
     target: float | None = None
     """For `forecast_hours`: the level whose predicted crossing is measured (e.g. 100 % full)."""
+    reset_drop: float | None = Field(default=None, gt=0)
+    """For `forecast_hours`: a fall larger than this starts a new trend (a bin was emptied)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -94,8 +98,8 @@ class Window(_Strict):
             raise ValueError("window.over must be positive")
         if self.agg == "forecast_hours" and self.target is None:
             raise ValueError("window agg forecast_hours needs a target")
-        if self.agg != "forecast_hours" and self.target is not None:
-            raise ValueError("window.target only applies to agg forecast_hours")
+        if self.agg != "forecast_hours" and (self.target is not None or self.reset_drop):
+            raise ValueError("window.target and reset_drop only apply to agg forecast_hours")
         return self
 
 

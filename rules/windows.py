@@ -86,21 +86,36 @@ _SIMPLE: Final[dict[str, Callable[[FloatArray, FloatArray], float | None]]] = {
 
 
 def aggregate(
-    agg: str, ts: FloatArray, values: FloatArray, *, target: float | None = None
+    agg: str,
+    ts: FloatArray,
+    values: FloatArray,
+    *,
+    target: float | None = None,
+    reset_drop: float | None = None,
+    min_samples: int = 2,
 ) -> float | None:
     """Compute a window aggregate; `None` when the samples do not support an answer.
 
     - `mean`, `min`, `max`: of the values; `count_true`: number of non-zero samples;
     - `rate`: change per minute between the first and the last sample;
     - `forecast_hours`: hours until a robust linear fit reaches `target` (0 if already there, inf if
-      it never will);
+      it never will). With `reset_drop`, only the samples after the last fall larger than it are
+      fitted, and fewer than `min_samples` of them forecast nothing (inf);
     - `mad_score`: how many robust standard deviations the last value lies from the median of the
       ones before it.
     """
     if len(values) == 0:
         return None
     if agg == "forecast_hours":
-        return None if target is None else hours_until(ts, values, target)
+        if target is None:
+            return None
+        if reset_drop is not None:
+            drops = np.flatnonzero(np.diff(values) < -reset_drop)
+            if drops.size:
+                ts, values = ts[drops[-1] + 1 :], values[drops[-1] + 1 :]
+                if len(values) < max(2, min_samples):
+                    return math.inf
+        return hours_until(ts, values, target)
     try:
         return _SIMPLE[agg](ts, values)
     except KeyError:
