@@ -1,8 +1,9 @@
 """Modbus RTU pollers: one pymodbus client per RS-485 bus, one polling loop per device.
 
 pymodbus owns framing and CRC. Each device is read every `interval_s`, each request bounded by the
-device's `timeout_s`; the register words of all its blocks become one RawFrame (big-endian words,
-in block order) for the device's codec, with the blocks described in `meta`. A device that stops
+device's `timeout_s`. Each block's answer becomes one RawFrame for the device's codec in the codec
+contract of `firmware_adapters.modbus_codec`: the response ADU (rebuilt from the registers pymodbus
+checked) with the first register in `meta["address"]`. A device that stops
 answering gets a fault reading (once) until it answers again; a bus whose port disappears is
 reconnected with jittered backoff.
 """
@@ -14,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient
@@ -21,8 +23,10 @@ from pymodbus.exceptions import ModbusException
 
 from core.types import RawFrame
 from edge_agent.sources.base import Backoff, SourceContext
+from firmware_adapters.framing.modbus_rtu import build_response
 
 _LOG = logging.getLogger(__name__)
+_FUNCTION: Final = {"holding": 3, "input": 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +52,6 @@ class PolledDevice:
 
 class ModbusPollError(Exception):
     """A poll got no valid answer (timeout, exception response, lost bus)."""
-
-
-def describe_blocks(blocks: Sequence[Block]) -> str:
-    """Return the `meta["registers"]` text of blocks: `holding:52+1,input:0+2`."""
-    return ",".join(f"{b.table}:{b.address}+{b.count}" for b in blocks)
 
 
 class ModbusBusSource:
@@ -115,7 +114,7 @@ class ModbusBusSource:
         next_at = loop.time()
         while True:
             try:
-                frame = await self.poll(device)
+                frames = await self.poll(device)
             except ModbusPollError as err:
                 self.polls_failed += 1
                 _LOG.debug("modbus %s: %s", device.device_id, err)
@@ -127,32 +126,36 @@ class ModbusBusSource:
                 if faulty:
                     faulty = False
                     await self.ctx.fault(device.device_id, False)  # noqa: FBT003
-                await self.ctx.submit(frame)
+                for frame in frames:
+                    await self.ctx.submit(frame)
             next_at = max(next_at + device.interval_s, loop.time())
             await asyncio.sleep(next_at - loop.time())
 
-    async def poll(self, device: PolledDevice) -> RawFrame:
-        """Read every block of `device` once and return them as one frame.
+    async def poll(self, device: PolledDevice) -> list[RawFrame]:
+        """Read every block of `device` once; return one frame per block.
 
         Raises:
             ModbusPollError: no valid answer within the device's timeout.
         """
-        words: list[int] = []
         async with self._lock:
             await self._ensure_connected()
-            for block in device.blocks:
-                words.extend(await self._read(device, block))
-        return RawFrame(
-            source_id=self.name,
-            codec_id=device.codec_id,
-            payload=b"".join(w.to_bytes(2, "big") for w in words),
-            received_at=self.ctx.clock.now(),
-            meta={
-                "device_id": device.device_id,
-                "slave": str(device.slave),
-                "registers": describe_blocks(device.blocks),
-            },
-        )
+            answers = [(block, await self._read(device, block)) for block in device.blocks]
+        now = self.ctx.clock.now()
+        return [
+            RawFrame(
+                source_id=self.name,
+                codec_id=device.codec_id,
+                payload=build_response(device.slave, registers, _FUNCTION[block.table]),
+                received_at=now,
+                meta={
+                    "device_id": device.device_id,
+                    "slave": str(device.slave),
+                    "address": str(block.address),
+                    "table": block.table,
+                },
+            )
+            for block, registers in answers
+        ]
 
     async def _read(self, device: PolledDevice, block: Block) -> list[int]:
         read = (

@@ -13,6 +13,7 @@ from typing import Final
 
 from edge_agent.sources.base import Reply
 from firmware_adapters.errors import DecodeError
+from firmware_adapters.gbt26875.frame import CODEC_ID as GBT_CODEC_ID
 
 
 def gbt26875_reply(frame: bytes) -> bytes | None:
@@ -29,5 +30,5 @@ def gbt26875_reply(frame: bytes) -> bytes | None:
         return None
 
 
-REPLIES: Final[Mapping[str, Reply]] = MappingProxyType({"serial.gbt26875_3": gbt26875_reply})
+REPLIES: Final[Mapping[str, Reply]] = MappingProxyType({GBT_CODEC_ID: gbt26875_reply})
 """Reply builders of the serial codecs whose devices expect an answer."""

@@ -8,10 +8,13 @@ from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, M
 from pymodbus.server import ModbusSerialServer
 
 from core.clock import SystemClock
+from core.metrics import Metric
 from core.types import RawFrame
 from edge_agent.selfstats import PipelineStats
 from edge_agent.sources.base import Backoff, SourceContext
 from edge_agent.sources.modbus_poll import Block, ModbusBusSource, PolledDevice
+from firmware_adapters.framing.modbus_rtu import build_response
+from firmware_adapters.registry import CODECS
 from simulators.serial_pty import SocatPair
 
 pytestmark = pytest.mark.integration
@@ -82,13 +85,15 @@ async def test_poller_reads_register_blocks_and_reports_silent_devices(
     )
     polling = asyncio.create_task(source.run())
     try:
-        await recorder.until(lambda: len(recorder.frames) >= 3)
-        frame = recorder.frames[0]
-        assert frame.payload == bytes.fromhex("070b002a") + bytes.fromhex("000700080009")
-        assert frame.device_id == "level-1"
-        assert frame.codec_id == "modbus.dfrobot.sen0492"
-        assert frame.meta["registers"] == "holding:52+2,input:0+3"
-        assert frame.meta["slave"] == "80"
+        await recorder.until(lambda: len(recorder.frames) >= 4)
+        holding, inputs = recorder.frames[:2]
+        assert holding.payload == build_response(0x50, [1803, 42], 3)
+        assert inputs.payload == build_response(0x50, [7, 8, 9], 4)
+        assert (holding.meta["address"], inputs.meta["address"]) == ("52", "0")
+        assert holding.device_id == "level-1"
+        assert holding.meta["slave"] == "80"
+        result = CODECS["modbus.dfrobot.sen0492"].decode(holding)
+        assert [(r.metric, r.value) for r in result.readings] == [(Metric.DISTANCE_MM, 1803)]
         await recorder.until(lambda: ("level-2", True) in recorder.faults)
         assert all(f.device_id == "level-1" for f in recorder.frames)
         # The sensor goes silent: its polls time out, one fault is reported, then it comes back.

@@ -17,7 +17,7 @@ from simulators.serial_pty import PtyPort
 
 pytestmark = pytest.mark.integration
 
-CODEC = "serial.gbt26875_3"
+CODEC = "serial.gbt26875.3"
 APP = bytes.fromhex("010101020402040009020715")
 
 

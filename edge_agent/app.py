@@ -1,0 +1,253 @@
+"""The Agent: builds sources → pipeline → rules → outbox → uplink from the config and runs them.
+
+Every long-running part is a named task in one `asyncio.TaskGroup`. Sources run under a supervisor
+that restarts them with backoff if they ever fail. A 1 s tick drives the rule engine's timers; its
+state is snapshotted into the state directory whenever it changes, so PENDING timers survive a
+restart. SIGTERM/SIGINT start a clean stop: sources stop, queued frames are processed, the rule state
+is saved, the uplink flushes what it can within `drain_timeout_s`, and the process exits 0. systemd is
+told READY=1, WATCHDOG=1 (from the event loop, so a stuck loop gets restarted) and STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Final
+
+from core.clock import Clock, SystemClock
+from edge_agent.bindings import Bindings, BindingsHolder
+from edge_agent.config import EdgeConfig, resolve_rule_paths, state_path
+from edge_agent.dead_letter import DeadLetterStore
+from edge_agent.local_actions import LocalActions
+from edge_agent.outbox.base import OutboxLimits
+from edge_agent.outbox.sqlite import SqliteOutbox
+from edge_agent.pipeline import Pipeline
+from edge_agent.remote_config import RemoteConfigHandler
+from edge_agent.sd_notify import SdNotifier
+from edge_agent.source_factory import build_sources
+from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.uplink import Uplink
+from edge_agent.uplink_settings import UplinkSettings
+from firmware_adapters.registry import CODECS
+from rules.engine import RuleEngine
+from rules.errors import SnapshotError
+from rules.spec import RuleSet, load_rule_files
+
+_LOG = logging.getLogger(__name__)
+RULE_STATE_FILE: Final = "rule-state.json"
+DEAD_LETTER_FILE: Final = "dead-letters.sqlite3"
+
+
+class Agent:
+    """The gateway daemon; `await agent.run()` until `stop()` (or SIGTERM) and returns an exit code."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        config_path: Path,
+        *,
+        clock: Clock | None = None,
+        notifier: SdNotifier | None = None,
+        drain_timeout_s: float = 10.0,
+    ) -> None:
+        """Keep the validated config; everything is built in `run()`."""
+        self.config = config
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or SdNotifier()
+        self.drain_timeout_s = drain_timeout_s
+        self.state_dir = Path(config.state_dir)
+        self.site = config.gateway.site_id or config.gateway.id
+        self.bindings = BindingsHolder(Bindings.build(config.devices))
+        self._stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self._last_snapshot = ""
+
+    def stop(self) -> None:
+        """Begin a clean shutdown."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Build everything, run until stopped, shut down cleanly; return the exit code."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ruleset = load_rule_files(resolve_rule_paths(self.config, self.config_path))
+        engine = self._restore_engine(ruleset)
+        self.engine = engine
+        cfg = self.config
+        outbox = await SqliteOutbox.create(
+            state_path(cfg, cfg.outbox.path),
+            OutboxLimits(max_records=cfg.outbox.max_records, max_bytes=cfg.outbox.max_bytes),
+        )
+        dead = DeadLetterStore(
+            self.state_dir / DEAD_LETTER_FILE,
+            ttl=timedelta(days=cfg.pipeline.dead_letter_ttl_days),
+        )
+        self.pipeline = pipeline = Pipeline(
+            gateway_id=cfg.gateway.id,
+            codecs=CODECS,
+            engine=engine,
+            outbox=outbox,
+            dead_letters=dead,
+            clock=self.clock,
+            queue_size=cfg.pipeline.queue_size,
+            batch_size=cfg.pipeline.batch_size,
+        )
+        actions = None
+        if cfg.actions and cfg.sources.mqtt is not None:
+            actions = LocalActions(
+                cfg.actions,
+                cfg.sources.mqtt,
+                self.bindings,
+                client_id=f"steward-{cfg.gateway.id}-actions",
+            )
+            pipeline.listeners.append(actions.on_alarms)
+        self.remote = RemoteConfigHandler(
+            config=cfg,
+            config_path=self.config_path,
+            engine=engine,
+            bindings=self.bindings,
+            pipeline=pipeline,
+            clock=self.clock,
+            actions=actions,
+        )
+        self.uplink = uplink = Uplink(
+            UplinkSettings.from_config(cfg.uplink, self.config_path.parent),
+            outbox,
+            gateway_id=cfg.gateway.id,
+            on_config=self.remote,
+            clock=self.clock,
+        )
+        ctx = SourceContext(pipeline.submit, pipeline.report_fault, pipeline.stats, self.clock)
+        self.sources = build_sources(cfg, ctx, self.bindings)
+        try:
+            await self._run_tasks(pipeline, uplink, actions)
+        finally:
+            self._save_snapshot()
+            await outbox.close()
+            dead.close()
+        return 0
+
+    async def _run_tasks(
+        self, pipeline: Pipeline, uplink: Uplink, actions: LocalActions | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            async with asyncio.TaskGroup() as group:
+                core_tasks = [
+                    group.create_task(pipeline.run(), name="pipeline"),
+                    group.create_task(self._tick_loop(), name="rule-tick"),
+                    group.create_task(self._stats_loop(), name="self-stats"),
+                    group.create_task(self._housekeeping_loop(), name="housekeeping"),
+                ]
+                if self.notifier.watchdog_interval_s:
+                    core_tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
+                if actions is not None:
+                    core_tasks.append(group.create_task(actions.run(), name="local-actions"))
+                uplink_task = group.create_task(uplink.run(), name="uplink")
+                source_tasks = [
+                    group.create_task(_supervise(s.name, s.run), name=f"source-{s.name}")
+                    for s in self.sources
+                ]
+                self.notifier.ready(
+                    f"{len(self.sources)} sources, {len(self.engine.rules.rules)} rules"
+                )
+                self.ready.set()
+                await self._stop.wait()
+                _LOG.info("stopping: draining")
+                self.notifier.stopping()
+                await _cancel(source_tasks)
+                await pipeline.drain()
+                await pipeline.tick()
+                self._save_snapshot()
+                if actions is not None:
+                    await actions.flush(2.0)
+                await uplink.drain(self.drain_timeout_s)
+                await asyncio.wait_for(asyncio.shield(uplink_task), self.drain_timeout_s)
+                await _cancel(core_tasks)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    # --- loops ---------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self.pipeline.tick()
+            self._save_snapshot()
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.pipeline.stats_interval_s)
+            await self.pipeline.publish_stats()
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            self.pipeline.dead_letters.expire(self.clock.now())
+            await asyncio.sleep(3600)
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval_s or 1.0
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # --- rule state ----------------------------------------------------------------------------
+
+    def _restore_engine(self, ruleset: RuleSet) -> RuleEngine:
+        devices = self.bindings.current.infos()
+        path = self.state_dir / RULE_STATE_FILE
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                snapshot = json.loads(path.read_text(encoding="utf-8"))
+                engine = RuleEngine.restore(snapshot, ruleset, devices, site=self.site)
+            except (ValueError, SnapshotError, OSError) as err:
+                _LOG.warning("rule state %s not restored: %s", path, err)
+            else:
+                _LOG.info("rule state restored from %s", path)
+                return engine
+        return RuleEngine(ruleset, devices, site=self.site)
+
+    def _save_snapshot(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            return
+        text = json.dumps(engine.snapshot(), separators=(",", ":"), sort_keys=True)
+        if text == self._last_snapshot:
+            return
+        path = self.state_dir / RULE_STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+        self._last_snapshot = text
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a source forever; if it fails, log, back off and start it again."""
+    backoff = Backoff(first=1.0, maximum=60.0)
+    while True:
+        try:
+            await run()
+        except Exception:  # noqa: BLE001 - a failed source is restarted, never fatal
+            _LOG.exception("source %s failed; restarting", name)
+            await asyncio.sleep(backoff.next_delay())
+        else:
+            return
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
