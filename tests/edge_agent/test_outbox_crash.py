@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -127,3 +128,13 @@ async def test_restart_restores_counters_and_open_batch(tmp_path: Path) -> None:
         assert list(rest.readings) == readings[4:]
     finally:
         await reopened.close()
+
+
+async def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
+    outbox = await SqliteOutbox.create(tmp_path / "o.db")
+    await outbox.close()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()

@@ -377,3 +377,35 @@ async def test_stop_does_not_wait_for_a_frozen_broker(
         assert (await outbox.stats()).depth == 10
     finally:
         mosquitto.resume()
+
+
+async def test_batches_by_size_and_time_and_alarms_do_not_wait(
+    mosquitto: Mosquitto, outbox: SqliteOutbox
+) -> None:
+    collector = Collector(mosquitto)
+    uplink = Uplink(
+        settings(mosquitto, batch_max_items=100, batch_max_wait_s=1.5), outbox, gateway_id=GW
+    )
+    async with running(collector.run()), running(uplink.run()):
+        await collector.subscribed.wait()
+        await wait_until(lambda: uplink.counters.connected)
+        # Time: a small batch waits for more records, then leaves as one envelope.
+        started = time.monotonic()
+        await outbox.put(readings(0, 10))
+        await asyncio.sleep(0.5)
+        await outbox.put(readings(10, 10))
+        await wait_until(lambda: len(collector.readings()) == 20)
+        assert time.monotonic() - started >= 1.4
+        assert [len(e.readings) for e in collector.unique()] == [20]
+        # Size: a full batch leaves at once.
+        started = time.monotonic()
+        await outbox.put(readings(20, 100))
+        await wait_until(lambda: len(collector.readings()) == 120)
+        assert time.monotonic() - started < 1.0
+        # An alarm does not wait for the batch to fill.
+        started = time.monotonic()
+        await outbox.put(readings(120, 3), [alarm(1)])
+        await wait_until(lambda: len(collector.readings()) == 123)
+        assert time.monotonic() - started < 1.0
+    assert [len(e.readings) for e in collector.unique()] == [20, 100, 3]
+    assert collector.unique()[-1].alarm_events == (alarm(1),)
