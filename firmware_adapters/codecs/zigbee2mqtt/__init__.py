@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from firmware_adapters.codec import Codec
+from firmware_adapters.codecs.zigbee2mqtt import generic_exposes
 
-CODECS: tuple[Codec, ...] = ()
+CODECS: tuple[Codec, ...] = (generic_exposes.CODEC,)
