@@ -15,7 +15,15 @@ from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from core.metrics import CATALOG, Metric, MetricKind
 from core.site import LEVELS, DeviceKind, SitePath
@@ -35,6 +43,14 @@ _ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 
 def _daily_range(value: object) -> DailyRange:
     return value if isinstance(value, DailyRange) else DailyRange.parse(value)
+
+
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
 
 
 def _site_path(value: object) -> SitePath:
@@ -139,7 +155,7 @@ class Rule(_Strict):
     armed: DailyRangeField | None = None
     entry_delay: Duration = 0.0
     active_hours: DailyRangeField | None = None
-    timezone: str | None = None
+    timezone: Annotated[str, AfterValidator(_zone_name)] | None = None
     no_data_factor: float = Field(default=3.0, gt=1.0)
     resend: Duration = 60.0
     inhibited_by: tuple[str, ...] = ()
@@ -198,8 +214,6 @@ class Rule(_Strict):
             problems.append("escalate.to must be more severe than severity")
         if self.resend <= 0:
             problems.append("resend must be positive")
-        if self.timezone is not None:
-            _check_timezone(self.timezone, problems)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -228,19 +242,10 @@ class MaintenanceWindow(_Strict):
 class RuleFile(_Strict):
     """The top level of one rule file."""
 
-    timezone: str | None = None
+    timezone: Annotated[str, AfterValidator(_zone_name)] | None = None
     """The zone of schedules in this file; without it, the site's zone given to the loader."""
     rules: tuple[Rule, ...] = ()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        problems: list[str] = []
-        if self.timezone is not None:
-            _check_timezone(self.timezone, problems)
-        if problems:
-            raise ValueError(problems[0])
-        return self
 
 
 def _site_zone(name: str) -> str:

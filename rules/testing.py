@@ -89,6 +89,8 @@ class RuleTestFile(_Strict):
 class TestOutcome:
     """What one test found: `diff` lists missing and unexpected events, empty when it passed."""
 
+    __test__ = False  # not a pytest test class
+
     file: str
     name: str
     diff: tuple[str, ...]

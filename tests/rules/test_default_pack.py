@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from rules.spec import load_rule_files
+from rules.testing import TestOutcome, run_test_file
+
+PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
+TEST_FILES = sorted((PACKS / "tests").glob("*.yaml"))
+
+
+def _outcomes() -> list[TestOutcome]:
+    return [outcome for path in TEST_FILES for outcome in run_test_file(path)]
+
+
+OUTCOMES = _outcomes()
+
+
+def test_default_pack_loads_and_every_rule_explains_itself() -> None:
+    ruleset = load_rule_files([PACKS / "default.yaml"], timezone="Asia/Shanghai")
+    ids = {loaded.rule.id for loaded in ruleset.rules}
+    assert {"smoke_alarm", "smoke_confirmed_fire", "manhole_tilt", "bin_full_forecast"} <= ids
+    assert all(loaded.rule.description for loaded in ruleset.rules)
+    text = (PACKS / "default.yaml").read_text()
+    assert text.count("# Why:") == len(ruleset.rules)
+
+
+def test_every_pack_rule_is_exercised_by_a_test_file() -> None:
+    ruleset = load_rule_files([PACKS / "default.yaml"])
+    tested = "".join(path.read_text() for path in TEST_FILES)
+    untested = [r.rule.id for r in ruleset.rules if f"rule: {r.rule.id}," not in tested]
+    assert untested == ["device_low_battery_flag", "device_battery_forecast", "device_tamper"]
+
+
+@pytest.mark.parametrize(
+    "outcome", OUTCOMES, ids=[f"{Path(o.file).stem}: {o.name}" for o in OUTCOMES]
+)
+def test_pack_scenario(outcome: TestOutcome) -> None:
+    assert outcome.passed, "\n".join(outcome.diff)
