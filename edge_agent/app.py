@@ -124,7 +124,13 @@ class Agent:
             on_config=self.remote,
             clock=self.clock,
         )
-        ctx = SourceContext(pipeline.submit, pipeline.report_fault, pipeline.stats, self.clock)
+        ctx = SourceContext(
+            pipeline.submit,
+            pipeline.report_fault,
+            pipeline.stats,
+            self.clock,
+            submit_durable=pipeline.submit_durable,
+        )
         self.sources = build_sources(cfg, ctx, self.bindings)
         try:
             await self._run_tasks(pipeline, uplink, actions)

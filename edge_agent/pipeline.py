@@ -48,6 +48,9 @@ class AlarmEngine(Protocol):
         ...
 
 
+_Item = tuple[RawFrame, "asyncio.Future[None] | None"]
+"""A queued frame and, for durable submits, the future resolved once it is stored."""
+
 AlarmListener = Callable[[Sequence[AlarmEvent]], None]
 """Told about every batch of alarm events after the outbox stored them (local actions)."""
 
@@ -77,18 +80,29 @@ class Pipeline:
         self.batch_size = batch_size
         self.stats = PipelineStats()
         self.listeners: list[AlarmListener] = []
-        self._queue: asyncio.Queue[RawFrame] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._lock = asyncio.Lock()
 
     async def submit(self, frame: RawFrame) -> None:
         """Queue a frame, waiting while the queue is full (backpressure)."""
-        await self._queue.put(frame)
+        await self._queue.put((frame, None))
         self.stats.frames_in += 1
+
+    async def submit_durable(self, frame: RawFrame) -> None:
+        """Queue a frame and return only once its results are committed to the outbox.
+
+        Sources of protocols that acknowledge to the device (DC-09 ACK, GB/T 26875.3 confirm) use
+        this, so an acknowledged event survives `kill -9` or power loss.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((frame, done))
+        self.stats.frames_in += 1
+        await done
 
     def offer(self, frame: RawFrame) -> bool:
         """Queue a frame if there is room; otherwise drop it, count it and return False."""
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait((frame, None))
         except asyncio.QueueFull:
             self.stats.frames_dropped += 1
             return False
@@ -103,18 +117,32 @@ class Pipeline:
     async def run(self) -> None:
         """Process frames forever, in batches of up to `batch_size`."""
         while True:
-            frames = [await self._queue.get()]
-            while len(frames) < self.batch_size and not self._queue.empty():
-                frames.append(self._queue.get_nowait())
-            await self.process(frames)
+            items = [await self._queue.get()]
+            while len(items) < self.batch_size and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            await self._process_items(items)
 
     async def drain(self) -> None:
         """Process every frame still queued (used on shutdown)."""
         while not self._queue.empty():
-            frames: list[RawFrame] = []
-            while len(frames) < self.batch_size and not self._queue.empty():
-                frames.append(self._queue.get_nowait())
-            await self.process(frames)
+            items: list[_Item] = []
+            while len(items) < self.batch_size and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            await self._process_items(items)
+
+    async def _process_items(self, items: Sequence[_Item]) -> None:
+        try:
+            await self.process([frame for frame, _ in items])
+        except BaseException as err:
+            for _, done in items:
+                if done is not None and not done.done():
+                    done.set_exception(
+                        err if isinstance(err, Exception) else asyncio.CancelledError()
+                    )
+            raise
+        for _, done in items:
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def process(self, frames: Sequence[RawFrame]) -> None:
         """Decode frames, run rules, and store the results in one outbox transaction."""

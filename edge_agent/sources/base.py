@@ -29,6 +29,13 @@ class SourceContext:
     fault: ReportFault
     stats: PipelineStats
     clock: Clock
+    submit_durable: Submit | None = None
+    """Like `submit`, but returns only once the frame's results are in the outbox (for sources
+    that acknowledge to the device); falls back to `submit` when absent."""
+
+    async def submit_acknowledged(self, frame: RawFrame) -> None:
+        """Hand on a frame the source is about to acknowledge to its device."""
+        await (self.submit_durable or self.submit)(frame)
 
 
 class Source(Protocol):

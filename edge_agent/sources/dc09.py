@@ -1,8 +1,8 @@
 """A SIA DC-09 receiver: alarm panels connect over TCP, each message is acknowledged or refused.
 
-A message runs from `<LF>` to `<CR>`. The receiver hands every message the answer builder accepts to
-the pipeline *before* it writes the ACK, so an acknowledged event is never lost (the queue waits when
-full, and the panel simply waits for its ACK); a message the builder refuses (bad CRC, bad length,
+A message runs from `<LF>` to `<CR>`. The receiver writes the ACK only once the pipeline has committed
+the message's readings and alarms to the outbox, so an acknowledged event survives `kill -9` (when the
+queue is full the panel simply waits for its ACK); a message the builder refuses (bad CRC, bad length,
 timestamp) gets its NAK, is counted as a decode error, and the panel repeats it; an intact message
 the codec cannot use gets DUH and goes to the dead letters through the pipeline.
 Panels are bound to devices by account number.
@@ -144,7 +144,7 @@ class Dc09Receiver:
             meta["account"] = account
         # Accepted messages, and intact ones the codec does not understand (DUH, dead-lettered by
         # the pipeline), are queued before the reply goes out.
-        await self.ctx.submit(RawFrame(self.name, self.codec_id, message, now, meta))
+        await self.ctx.submit_acknowledged(RawFrame(self.name, self.codec_id, message, now, meta))
         if refusal is None:
             self.acked += 1
         else:

@@ -98,7 +98,8 @@ class SerialSource:
                 return
             received_at = self.ctx.clock.now()
             for frame in self._buffer.feed(data):
-                await self.ctx.submit(
+                hand_on = self.ctx.submit if self.reply is None else self.ctx.submit_acknowledged
+                await hand_on(
                     RawFrame(
                         source_id=self.name,
                         codec_id=self.codec_id,

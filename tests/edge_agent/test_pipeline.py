@@ -209,3 +209,16 @@ async def test_tick_stores_time_driven_events(parts: Parts) -> None:
     pipeline, _, _, engine = parts
     await pipeline.tick()
     assert engine.ticks == [T0]
+
+
+async def test_durable_submit_returns_only_after_the_outbox_has_the_results(parts: Parts) -> None:
+    pipeline, outbox, _, _ = parts
+    waiting = asyncio.create_task(pipeline.submit_durable(frame(b'{"smoke": true}')))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    assert (await outbox.stats()).depth == 0
+    worker = asyncio.create_task(pipeline.run())
+    await asyncio.wait_for(waiting, 2)
+    assert (await outbox.stats()).depth == 2  # the reading and its alarm event
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
