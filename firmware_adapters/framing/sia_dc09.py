@@ -91,14 +91,17 @@ class Message:
 
 
 _BODY = re.compile(
-    r'"(?P<id>[^"]+)"(?P<sequence>\d{4})(?:R(?P<receiver>[0-9A-Fa-f]{1,6}))?'
+    r'"(?P<id>\*?[^"*]+)"(?P<sequence>\d{4})(?:R(?P<receiver>[0-9A-Fa-f]{1,6}))?'
     r"L(?P<line>[0-9A-Fa-f]{1,6})(?:#(?P<account>[0-9A-Fa-f]{3,16}))?"
     r"\[(?P<data>[^\]]*)\](?P<extended>(?:\[[^\]]*\])*)(?:_(?P<timestamp>[^\r]*))?"
 )
 
 
-def parse_message(codec_id: str, payload: bytes) -> Message:
+def parse_message(codec_id: str, payload: bytes, *, allow_encrypted: bool = False) -> Message:
     """Check and split one complete message (leading LF and trailing CR optional).
+
+    With `allow_encrypted`, an encrypted message is split too (its data stays hex ciphertext),
+    so that a receiver can echo its sequence and account in a reply.
 
     Raises:
         DecodeError: bad header, length, CRC (`checksum`), encrypted content (`unsupported`), or a
@@ -107,12 +110,16 @@ def parse_message(codec_id: str, payload: bytes) -> Message:
     framed = payload if payload[:1] == b"\n" else b"\n" + payload
     framed = framed if framed[-1:] == b"\r" else framed + b"\r"
     total, reason, detail = message_problem(framed)
-    if reason is None and total != len(framed):
+    if reason is None and total == 0:
+        # Without its CR the message was cut; with it, the length field is wrong.
+        reason = DecodeReason.LENGTH if payload.endswith(b"\r") else DecodeReason.TRUNCATED
+        detail = f"message of {len(framed)} bytes is shorter than its length field"
+    elif reason is None and total != len(framed):
         reason, detail = DecodeReason.LENGTH, f"length field says {total} bytes, got {len(framed)}"
     if reason is not None:
         raise DecodeError(codec_id, reason, detail, payload)
     body = framed[HEAD_LEN:-1].decode("latin-1")
-    if body.startswith('"*'):
+    if body.startswith('"*') and not allow_encrypted:
         raise DecodeError(codec_id, DecodeReason.UNSUPPORTED, "encrypted (*) message", payload)
     match = _BODY.fullmatch(body)
     if match is None:

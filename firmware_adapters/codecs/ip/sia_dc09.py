@@ -142,7 +142,7 @@ def reply_for(payload: bytes, now: datetime) -> bytes:
         if err.reason in {DecodeReason.CHECKSUM, DecodeReason.LENGTH}:
             return nak_reply(now)
         try:
-            message = parse_message(CODEC_ID, payload)
+            message = parse_message(CODEC_ID, payload, allow_encrypted=True)
         except DecodeError:
             message = _NO_MESSAGE
         return _reply("DUH", message, None)
