@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from edge_agent.commands import Handler
 
 # Each command module registers its subcommands; the list is explicit, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("run", "check", "doctor", "rules")
+COMMAND_MODULES: tuple[str, ...] = ("run", "check", "doctor", "rules", "decode")
 
 
 def build_parser() -> argparse.ArgumentParser:
