@@ -24,9 +24,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from core.envelope_json import dumps
+from core.envelope_json import dumps, loads
 from core.metrics import Metric
-from core.types import Envelope, Reading
+from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity
 from edge_agent.outbox import OutboxLimits
 from edge_agent.outbox.records import encode_reading
 from edge_agent.outbox.sqlite import SqliteOutbox
@@ -179,6 +179,58 @@ async def baseline_publish(broker: Mosquitto, total: int, *, serialize: bool) ->
     return rate
 
 
+async def bench_alarm_latency(broker: Mosquitto, path: Path, seconds: float) -> list[float]:
+    """Alarm latency (outbox put → subscriber receipt) with telemetry flowing at 1,000 readings/s."""
+    outbox = await SqliteOutbox.create(path, UNBOUNDED)
+    put_at: dict[int, float] = {}
+    latencies: list[float] = []
+
+    async def listen() -> None:
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            await client.subscribe(UplinkTopics.for_gateway(GW).up, qos=1)
+            ready.set()
+            async for message in client.messages:
+                payload = message.payload
+                if isinstance(payload, bytes) and b'"alarm_events":[]' not in payload:
+                    now = time.perf_counter()
+                    latencies.extend(now - put_at[e.seq] for e in loads(payload).alarm_events)
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen())
+    await ready.wait()
+    uplink = Uplink(UplinkSettings(host=broker.host, port=broker.port), outbox, gateway_id=GW)
+    task = asyncio.create_task(uplink.run())
+    deadline = time.monotonic() + 10
+    while not uplink.counters.connected:  # measure steady state, not the first connect
+        if time.monotonic() > deadline:
+            raise RuntimeError("uplink did not connect")
+        await asyncio.sleep(0.01)
+    n = seq = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < seconds:
+        tick = loop.time()
+        events = []
+        if n % 20 == 0:  # 50 alarms/s among 1,000 readings/s
+            seq += 1
+            put_at[seq] = time.perf_counter()
+            events.append(
+                AlarmEvent(
+                    f"site/d/r/{seq}", seq, AlarmState.FIRING, Severity.CRITICAL, T0, T0, "r", "d"
+                )
+            )
+        await outbox.put(make_readings(n, 10), events)
+        n += 10
+        await asyncio.sleep(max(0.0, 0.01 - (loop.time() - tick)))
+    assert await uplink.drain(10)
+    await task
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    await outbox.close()
+    assert len(latencies) >= seq, (len(latencies), seq)
+    return sorted(latencies)
+
+
 async def _run(seconds: float) -> dict[str, float]:
     total = max(10_000, min(200_000, int(10_000 * seconds)))
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as tmp:
@@ -201,6 +253,10 @@ async def _run(seconds: float) -> dict[str, float]:
                 broker, d / "replay.db", total, lag
             )
             result["replay_max_loop_lag_ms"] = lag.max_s * 1000
+            latencies = await bench_alarm_latency(broker, d / "alarms.db", max(2.0, seconds / 2))
+            result["alarm_latency_p50_ms"] = latencies[len(latencies) // 2] * 1000
+            result["alarm_latency_p99_ms"] = latencies[int(len(latencies) * 0.99)] * 1000
+            result["alarm_latency_samples"] = float(len(latencies))
         finally:
             broker.close()
     result["replay_readings"] = float(total)
