@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from firmware_adapters.codec import Codec
+from firmware_adapters.errors import EncodeError
 from firmware_adapters.registry import get_codec
 from simulators.emission import Emission, Sample, Value
+from simulators.exposes import model_of, state_values
 from simulators.scenario import Device, Scenario
 from simulators.value_maps import encoder_values
+
+log = logging.getLogger(__name__)
 
 LORAWAN_FPORT = {"milesight": 85, "dragino": 2, "dingtek": 3}
 """Uplink fPort by vendor (DEVICE_PROTOCOLS.md §2)."""
@@ -52,13 +57,26 @@ class DeviceEncoder:
         self.rng = rng
         self.counter = int(device.address.get("fcnt", 0))
         self._flags: dict[str, bool] = {}
+        self.encode_errors = 0
 
     def at(self, t: float) -> datetime:
         """Wall-clock time of simulated second `t`."""
         return self.scenario.start.astimezone(UTC) + timedelta(seconds=t)
 
     def encode(self, sample: Sample) -> list[Emission]:
-        """The emissions one sample produces (panels send only on change, so possibly none)."""
+        """The emissions one sample produces (panels send only on change, so possibly none).
+
+        Values the format cannot carry are counted in `encode_errors` and the sample is skipped,
+        as a device whose firmware refuses a reading would skip it.
+        """
+        try:
+            return self._encode(sample)
+        except EncodeError as err:
+            self.encode_errors += 1
+            log.debug("%s: cannot encode %s: %s", self.device.id, dict(sample.values), err)
+            return []
+
+    def _encode(self, sample: Sample) -> list[Emission]:
         transport = self.device.transport
         if transport == "lorawan":
             return [self._chirpstack_up(sample)]
@@ -68,7 +86,10 @@ class DeviceEncoder:
             return [self._raw(sample, self._gbt_values(sample))]
         if transport in {"serial", "ip"} and _is_contact_id(self.device.codec):
             return [self._raw(sample, v) for v in self._contact_id_values(sample)]
-        return [self._raw(sample, encoder_values(self.device.codec, sample.values))]
+        values = encoder_values(self.device.codec, sample.values)
+        if transport == "modbus" and "slave_id" in self.device.address:
+            values["slave"] = int(self.device.address["slave_id"])
+        return [self._raw(sample, values)]
 
     # --- transports ---------------------------------------------------------------------------
 
@@ -101,10 +122,15 @@ class DeviceEncoder:
         return Emission(sample.t, d.id, body, topic=topic, meta={"fport": str(fport)})
 
     def _zigbee_state(self, sample: Sample) -> Emission:
-        name = str(self.device.address.get("friendly_name", self.device.id))
-        base = str(self.device.address.get("base_topic", "zigbee2mqtt"))
-        payload = self.codec.encode(encoder_values(self.device.codec, sample.values))
-        return Emission(sample.t, self.device.id, payload, topic=f"{base}/{name}")
+        d = self.device
+        name = str(d.address.get("friendly_name", d.id))
+        base = str(d.address.get("base_topic", "zigbee2mqtt"))
+        model_name = d.address.get("model")
+        model = model_of(d.kind, None if model_name is None else str(model_name))
+        values = state_values(model, encoder_values(d.codec, sample.values))
+        values["linkquality"] = int(self.rng.integers(40, 255))
+        payload = self.codec.encode(values)
+        return Emission(sample.t, d.id, payload, topic=f"{base}/{name}", meta={"model": model})
 
     # --- serial formats ----------------------------------------------------------------------
 
@@ -152,6 +178,8 @@ class DeviceEncoder:
                     "partition": int(self.device.address.get("partition", 1)),
                     "zone": int(self.device.address.get("zone", 1)),
                     "sent_at": self.at(sample.clock),
+                    "at": self.at(sample.clock),
+                    "id": "ADM-CID",
                     "sequence": self._next_sequence(),
                 }
             )

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from core.metrics import CATALOG, Metric
 from simulators.emission import Emission, Sample
 
 Rng = np.random.Generator
@@ -62,7 +63,10 @@ class Stuck:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Spike:
-    """With probability `p`, `metric` jumps by `magnitude` (sign random) for one sample."""
+    """With probability `p`, `metric` jumps by `magnitude` (sign random) for one sample.
+
+    The spiked value stays inside the metric's valid range (`core.metrics.CATALOG`).
+    """
 
     kind: ClassVar[str] = "spike"
     metric: str
@@ -82,10 +86,19 @@ class Spike:
                 and rng.random() < self.p
             ):
                 sign = 1.0 if rng.random() < 0.5 else -1.0  # noqa: PLR2004 - a fair coin
-                spiked = value + sign * self.magnitude
+                spiked = _clamp(self.metric, value + sign * self.magnitude)
                 s = s.with_values(**{self.metric: type(value)(spiked)})  # noqa: PLW2901
             out.append(s)
         return out
+
+
+def _clamp(metric: str, value: float) -> float:
+    """Keep a spiked value inside the metric's valid range (a sensor cannot report beyond it)."""
+    try:
+        spec = CATALOG[Metric(metric)]
+    except ValueError:
+        return value
+    return min(max(value, spec.minimum), spec.maximum)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

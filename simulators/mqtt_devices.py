@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -19,12 +19,10 @@ from typing import Self
 import aiomqtt
 
 from simulators.encoding import stable_hex
+from simulators.exposes import exposes_for, model_of, models
 from simulators.scenario import Device
 
 log = logging.getLogger(__name__)
-
-ExposesLookup = Callable[[str], Sequence[Mapping[str, object]]]
-"""Returns the Zigbee2MQTT exposes of a codec id (empty when unknown)."""
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -106,16 +104,17 @@ class ZigbeeDevice:
     exposes: Sequence[Mapping[str, object]]
 
     @classmethod
-    def from_device(cls, device: Device, exposes: ExposesLookup) -> ZigbeeDevice:
-        """Describe a scenario device (codec `zigbee2mqtt.<vendor>.<model>`)."""
-        _, vendor, model = device.codec.split(".")
+    def from_device(cls, device: Device) -> ZigbeeDevice:
+        """Describe a scenario device by its model (`address.model`, else the kind's default)."""
+        model = model_of(device.kind, _opt(device.address.get("model")))
+        entry = models()[model]
         return cls(
             friendly_name=str(device.address.get("friendly_name", device.id)),
             ieee_address=str(device.address.get("ieee_address", "0x" + stable_hex(device.id, 16))),
-            model=str(device.address.get("model", model.upper())),
-            vendor=str(device.address.get("vendor", vendor.capitalize())),
-            description=f"{device.kind} sensor",
-            exposes=exposes(device.codec),
+            model=model,
+            vendor=str(entry.get("vendor", "")),
+            description=str(entry.get("description", "")),
+            exposes=exposes_for(model),
         )
 
     def bridge_entry(self) -> dict[str, object]:
@@ -145,6 +144,10 @@ class ZigbeeDevice:
             "interview_state": "SUCCESSFUL",
             "endpoints": {"1": {"bindings": [], "configured_reportings": [], "clusters": {}}},
         }
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 COORDINATOR = {

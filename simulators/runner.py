@@ -22,7 +22,6 @@ import aiomqtt
 from simulators.emission import Emission
 from simulators.faults import BrokerDisconnect, Unplug
 from simulators.mqtt_devices import (
-    ExposesLookup,
     MqttPublisher,
     ZigbeeDevice,
     announce_zigbee_bridge,
@@ -34,11 +33,6 @@ from simulators.timeline import Generated, generate, scenario_faults
 from simulators.truth import TruthRecord, TruthWriter
 
 log = logging.getLogger(__name__)
-
-
-def no_exposes(codec_id: str) -> list[dict[str, object]]:  # noqa: ARG001 - the lookup signature
-    """An exposes lookup that knows no model."""
-    return []
 
 
 @dataclass(slots=True)
@@ -62,7 +56,6 @@ class RunOptions:
     broker_url: str | None = None
     serial_dir: Path = Path("/tmp/steward-sim")  # noqa: S108 - the documented default place for links
     gbt_timeout_s: float = 10.0
-    exposes: ExposesLookup = no_exposes
     duration: float | None = None
 
 
@@ -107,7 +100,7 @@ class ScenarioRunner:
             self.publisher = MqttPublisher(self.options.broker_url, f"propsim-{self.scenario.name}")
             await self.publisher.connect()
             zigbee = [
-                ZigbeeDevice.from_device(d, self.options.exposes)
+                ZigbeeDevice.from_device(d)
                 for d in self.scenario.devices
                 if d.transport == "zigbee2mqtt"
             ]

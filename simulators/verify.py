@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime, timedelta
 
 from core.types import DecodeResult, RawFrame
+from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
 from firmware_adapters.registry import get_codec
+from firmware_adapters.zigbee2mqtt_exposes import (
+    BASE_TOPIC,
+    frame_from_z2m_message,
+    parse_bridge_devices,
+)
 from simulators.emission import Emission
+from simulators.modbus_device import table_start
+from simulators.mqtt_devices import ZigbeeDevice
 from simulators.scenario import Scenario
 
 
@@ -19,11 +26,22 @@ def frame_of(scenario: Scenario, e: Emission) -> RawFrame:
     meta = {"device_id": e.device_id}
     payload = e.payload
     if device.transport == "lorawan":
-        event = json.loads(e.payload)
-        payload = base64.b64decode(event["data"])
-        meta |= {"fport": str(event["fPort"]), "fcnt": str(event["fCnt"])}
-        rx = event["rxInfo"][0]
-        meta |= {"rssi": str(rx["rssi"]), "snr": str(rx["snr"])}
+        # The gateway's own parser of ChirpStack events: what it accepts is what ChirpStack sends.
+        frame = frame_from_up_event(parse_up_event(e.payload), device.codec, at, e.device_id)
+        return RawFrame(
+            frame.source_id, frame.codec_id, frame.payload, at, {**frame.meta, "topic": e.topic}
+        )
+    if device.transport == "zigbee2mqtt":
+        bridge = json.dumps([ZigbeeDevice.from_device(device).bridge_entry()])
+        index = parse_bridge_devices(bridge)
+        base = str(device.address.get("base_topic", BASE_TOPIC))
+        z2m = frame_from_z2m_message(e.topic, e.payload, index, at, base_topic=base)
+        if z2m is None:
+            raise ValueError(f"{e.topic} is not a Zigbee2MQTT device topic")
+        return z2m
+    if device.transport == "modbus":
+        first, _ = table_start(get_codec(device.codec))
+        meta["address"] = str(first)
     if e.topic:
         meta["topic"] = e.topic
     return RawFrame(e.device_id, device.codec, payload, at, meta)

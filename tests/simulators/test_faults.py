@@ -115,14 +115,19 @@ def test_stuck_holds_the_first_value_of_the_window() -> None:
 
 def test_spike_jumps_by_the_magnitude_and_leaves_flags_alone() -> None:
     src = _samples(500)
-    out = Spike(metric="distance_mm", p=0.2, magnitude=5000).apply(src, rng())
+    out = Spike(metric="distance_mm", p=0.2, magnitude=500).apply(src, rng())
     deltas = [
         float(o.values["distance_mm"]) - float(s.values["distance_mm"])
         for s, o in zip(src, out, strict=True)
     ]
-    assert set(deltas) <= {0, 5000, -5000}
+    assert set(deltas) <= {0, 500, -500}
     assert 50 < sum(1 for d in deltas if d) < 150
     assert all(o.values["smoke"] is False for o in out)
+
+
+def test_spike_stays_inside_the_metric_range() -> None:
+    out = Spike(metric="distance_mm", p=1.0, magnitude=50_000).apply(_samples(50), rng())
+    assert {o.values["distance_mm"] for o in out} <= {0, 20_000}
 
 
 def test_clock_skew_moves_device_time_only() -> None:
