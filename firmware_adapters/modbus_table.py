@@ -220,9 +220,10 @@ def parse_register_table(mapping: Mapping[str, object]) -> RegisterTable:
     if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
         errors.append("fields: expected a non-empty list")
         entries = []
-    fields = [f for i, e in enumerate(entries) if (f := _field(e, f"fields[{i}]", errors))]
+    numbered = [(i, f) for i, e in enumerate(entries) if (f := _field(e, f"fields[{i}]", errors))]
+    fields = [f for _, f in numbered]
     used: dict[int, int] = {}
-    for i, f in enumerate(fields):
+    for i, f in numbered:
         for address in range(f.address, f.address + f.words):
             if address in used:
                 errors.append(

@@ -158,7 +158,7 @@ def test_parse_register_table_refuses_overlaps_and_repeated_metrics() -> None:
                 ]
             }
         )
-    assert any("already used" in e for e in info.value.errors)
+    assert "fields[1]: register 1 already used by fields[0]" in info.value.errors
     assert any("twice" in e for e in info.value.errors)
 
 
