@@ -53,7 +53,7 @@ def build_message(body: str) -> bytes:
 _HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
 
 
-def message_problem(buf: bytes) -> tuple[int, DecodeReason | None, str]:
+def message_problem(buf: bytes) -> tuple[int, DecodeReason | None, str]:  # noqa: PLR0911 - one exit per check
     """Check the message at the start of `buf` (which starts with LF).
 
     Returns:
@@ -65,6 +65,10 @@ def message_problem(buf: bytes) -> tuple[int, DecodeReason | None, str]:
     if not (_HEX4.fullmatch(buf[1:5]) and _HEX4.fullmatch(buf[5:9]) and buf[5:6] == b"0"):
         return 0, DecodeReason.MALFORMED, "no CRC and 0LLL length after LF"
     total = HEAD_LEN + int(buf[5:9], 16) + 1
+    early_cr = buf.find(b"\r", HEAD_LEN, total - 1)
+    if early_cr >= 0:
+        # A body never holds CR: the message ended before its length field says.
+        return early_cr + 1, DecodeReason.LENGTH, "CR before the end the length field gives"
     if len(buf) < total:
         return 0, None, ""
     if buf[total - 1] != CR:
@@ -110,6 +114,8 @@ def parse_message(codec_id: str, payload: bytes, *, allow_encrypted: bool = Fals
     framed = payload if payload[:1] == b"\n" else b"\n" + payload
     framed = framed if framed[-1:] == b"\r" else framed + b"\r"
     total, reason, detail = message_problem(framed)
+    if reason is DecodeReason.LENGTH and total == len(framed) and not payload.endswith(b"\r"):
+        reason = DecodeReason.TRUNCATED  # the CR that ended it early is the one added here
     if reason is None and total == 0:
         # Without its CR the message was cut; with it, the length field is wrong.
         reason = DecodeReason.LENGTH if payload.endswith(b"\r") else DecodeReason.TRUNCATED

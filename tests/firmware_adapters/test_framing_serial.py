@@ -179,5 +179,5 @@ def test_dc09_wrong_length_field_resynchronises() -> None:
     good = dc09_messages()
     bad = good[0][:5] + b"0FFF" + good[0][9:]
     framer = SiaDc09Framer()
-    assert run(framer, [bad + good[1] + good[2], b"x" * 4100]) == [good[1], good[2]]
+    assert run(framer, [bad + good[1] + good[2]]) == [good[1], good[2]]
     assert framer.errors["length"] == 1
