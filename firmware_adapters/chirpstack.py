@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from uuid import UUID
 from core.types import RawFrame
 from firmware_adapters.errors import DecodeError, DecodeReason
 
+_DEV_EUI: Final = re.compile(r"[0-9a-f]{16}")
 PARSER_ID: Final = "lorawan.chirpstack.up"
 """The codec id named in errors raised while parsing the event itself (before any device codec)."""
 
@@ -128,7 +130,7 @@ def parse_up_event(payload: bytes | str) -> UplinkEvent:
         raise _fail("event must be a JSON object", raw)
     info = _obj(doc, "deviceInfo", raw)
     dev_eui = _str(info, "devEui", raw).lower()
-    if len(dev_eui) != 16 or not all(c in "0123456789abcdef" for c in dev_eui):  # noqa: PLR2004
+    if _DEV_EUI.fullmatch(dev_eui) is None:
         raise _fail(f"deviceInfo.devEui {dev_eui!r} is not 16 hex digits", raw)
     try:
         data = base64.b64decode(_str(doc, "data", raw), validate=True)
