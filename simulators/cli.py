@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", type=Path)
     run.add_argument("--broker", default=None, help="mqtt://host:port for MQTT devices")
     run.add_argument("--serial-dir", type=Path, default=Path("/tmp/steward-sim"))  # noqa: S108
+    run.add_argument("--receiver", default=None, help="host:port of the SIA DC-09 receiver")
     _common_run(run)
 
     serial = sub.add_parser("serial", help="one virtual serial device on a pty with a stable link")
@@ -144,6 +145,7 @@ def _play(
         serial_dir=serial_dir,
         duration=args.duration,
         gbt_timeout_s=getattr(args, "timeout", 10.0),
+        receiver=getattr(args, "receiver", None),
     )
     runner = ScenarioRunner(scenario, options)
     truth = args.truth.open("w", encoding="utf-8") if args.truth else None

@@ -19,8 +19,11 @@ from typing import IO
 
 import aiomqtt
 
+from firmware_adapters.registry import get_codec
 from simulators.emission import Emission
 from simulators.faults import BrokerDisconnect, Unplug
+from simulators.ip_devices import SiaDc09Transmitter
+from simulators.modbus_device import ModbusLine, table_start
 from simulators.mqtt_devices import (
     MqttPublisher,
     ZigbeeDevice,
@@ -57,6 +60,8 @@ class RunOptions:
     serial_dir: Path = Path("/tmp/steward-sim")  # noqa: S108 - the documented default place for links
     gbt_timeout_s: float = 10.0
     duration: float | None = None
+    receiver: str | None = None
+    """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
 
 
 class ScenarioRunner:
@@ -71,7 +76,9 @@ class ScenarioRunner:
         self.generated: Generated = generate(scenario, seed=options.seed, duration=options.duration)
         self.stats = RunStats()
         self.ports: dict[str, PtyPort] = {}
-        self.serial: dict[str, LineDevice] = {}
+        self.serial: dict[str, LineDevice | SiaDc09Transmitter] = {}
+        self.modbus: dict[Path, ModbusLine] = {}
+        self._modbus_of: dict[str, ModbusLine] = {}
         self.publisher: MqttPublisher | None = None
         self._queues: dict[str, asyncio.Queue[Emission | None]] = {}
         self.ready = asyncio.Event()
@@ -94,6 +101,9 @@ class ScenarioRunner:
                     if d.codec.startswith("serial.gbt26875")
                     else LineDevice(port)
                 )
+            elif d.transport == "ip":
+                self.serial[d.id] = SiaDc09Transmitter(*self._receiver_of(d))
+        await self._setup_modbus()
         if self._needs_mqtt():
             if self.options.broker_url is None:
                 raise ValueError("this scenario has MQTT devices: give a broker URL")
@@ -107,10 +117,34 @@ class ScenarioRunner:
             if zigbee:
                 await announce_zigbee_bridge(self.publisher, zigbee)
 
+    def _receiver_of(self, device: Device) -> tuple[str, int]:
+        text = str(device.address.get("receiver", self.options.receiver or ""))
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{device.id}: give the DC-09 receiver as host:port")
+        return host, int(port)
+
+    async def _setup_modbus(self) -> None:
+        lines: dict[Path, dict[int, str]] = {}
+        for d in self.scenario.devices:
+            if d.transport == "modbus":
+                _, default_slave = table_start(get_codec(d.codec))
+                slave = int(d.address.get("slave_id", default_slave))
+                lines.setdefault(self.link_of(d), {})[slave] = d.codec
+        for link, slaves in lines.items():
+            self.modbus[link] = await ModbusLine(link, slaves).start()
+        for d in self.scenario.devices:
+            if d.transport == "modbus":
+                self._modbus_of[d.id] = self.modbus[self.link_of(d)]
+
     async def _teardown(self) -> None:
         for device in self.serial.values():
             if isinstance(device, Gbt26875Transmitter):
                 device.close()
+            elif isinstance(device, SiaDc09Transmitter):
+                await device.close()
+        for line in self.modbus.values():
+            await line.stop()
         for port in self.ports.values():
             port.close()
         if self.publisher is not None:
@@ -166,6 +200,7 @@ class ScenarioRunner:
                 add(fault.scope.start, self._disconnect)
                 add(fault.scope.end, self._reconnect)
         end = self.options.duration or self.scenario.duration
+        add(end, _nothing)  # the run lasts the whole scenario, so the last bytes can be read
         return [(t, a) for t, _, a in sorted(actions, key=lambda x: (x[0], x[1])) if t <= end]
 
     async def _emit(self, e: Emission) -> None:
@@ -173,6 +208,13 @@ class ScenarioRunner:
         self.stats.emitted += 1
         if e.device_id in self._queues:
             self._queues[e.device_id].put_nowait(e)
+            return
+        line = self._modbus_of.get(e.device_id)
+        if line is not None:
+            if len(e.payload) > 3 and e.payload[0] in line.registers:  # noqa: PLR2004 - ADU header
+                line.load_response(e.payload[0], e.payload)
+            else:
+                self.stats.lost += 1  # a corrupted ADU never reaches the register bank
             return
         if self.publisher is None or not e.topic:
             self.stats.lost += 1
@@ -207,6 +249,10 @@ class ScenarioRunner:
                 await self.publisher.connect()
             except (aiomqtt.MqttError, OSError) as err:
                 log.warning("broker still unreachable after the outage: %s", err)
+
+
+async def _nothing() -> None:
+    """The end-of-run marker."""
 
 
 async def _write(writer: TruthWriter, record: TruthRecord) -> None:
