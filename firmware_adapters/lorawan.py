@@ -1,7 +1,8 @@
 """What every LoRaWAN codec shares: fPort checks and radio-quality readings from frame metadata.
 
-LoRaWAN frames come from the ChirpStack source (`firmware_adapters.chirpstack.frame_from_up_event`),
-which puts `fport`, `rssi` and `snr` into `RawFrame.meta`. A codec checks the port when it is known
+LoRaWAN frames come from the ChirpStack source: either built by
+`firmware_adapters.chirpstack.frame_from_up_event` (payload = the device bytes; `fport`, `rssi`, `snr`
+in `RawFrame.meta`) or holding the whole `up` event JSON with `meta["topic"]` (`chirpstack_aware`). A codec checks the port when it is known
 (a frame without `fport`, e.g. from `edge-agent decode` without `--fport`, is taken as the uplink
 port) and appends `rssi_dbm` / `snr_db` readings when the metadata carries them.
 """
@@ -13,8 +14,12 @@ from collections.abc import Collection
 
 from core.metrics import Metric, quality_of
 from core.types import DecodeResult, RawFrame, Reading
+from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
+from firmware_adapters.codec import Decoder
 from firmware_adapters.errors import DecodeError, DecodeReason
 from firmware_adapters.fields import Decoded, FieldError
+
+UP_EVENT_SUFFIX = "/event/up"
 
 
 def fport_of(frame: RawFrame, codec_id: str, allowed: Collection[int]) -> int | None:
@@ -85,3 +90,41 @@ def require_length(frame: RawFrame, codec_id: str, sizes: Collection[int]) -> No
         f"{n} bytes; expected {' or '.join(map(str, sorted(sizes)))}",
         frame.payload,
     )
+
+
+def unwrap_up_event(frame: RawFrame, codec_id: str) -> RawFrame:
+    """The device payload inside a frame that carries a whole ChirpStack `up` event.
+
+    The frame keeps its device id, source and receive time; the event adds `fport`, `rssi`, `snr`...
+    """
+    try:
+        event = parse_up_event(frame.payload)
+    except DecodeError as err:
+        raise DecodeError(codec_id, err.reason, err.detail, frame.payload) from None
+    inner = frame_from_up_event(
+        event, frame.codec_id, frame.received_at, frame.device_id, frame.source_id
+    )
+    return RawFrame(
+        inner.source_id,
+        inner.codec_id,
+        inner.payload,
+        inner.received_at,
+        {**frame.meta, **inner.meta},
+    )
+
+
+def chirpstack_aware(codec_id: str, decode: Decoder) -> Decoder:
+    """Let a LoRaWAN decoder also take frames holding a whole ChirpStack `up` event.
+
+    A source that passes the event through untouched marks the frame with its MQTT topic
+    (`meta["topic"]` ending in `/event/up`); such a frame is unwrapped with `unwrap_up_event` first.
+    Frames built by `frame_from_up_event` (payload = the device bytes) pass straight through.
+    """
+
+    def run(frame: RawFrame) -> DecodeResult:
+        if frame.meta.get("topic", "").endswith(UP_EVENT_SUFFIX):
+            frame = unwrap_up_event(frame, codec_id)
+        return decode(frame)
+
+    run.__doc__ = decode.__doc__
+    return run

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.metrics import Metric
+from core.types import RawFrame
 from firmware_adapters.chirpstack import (
     PARSER_ID,
     UpEventEncoder,
@@ -145,3 +146,23 @@ def test_encoder_builds_events_with_growing_fcnt_and_plausible_radio() -> None:
     raw = json.loads(encoder.encode(b"\x01", 2, NOW))
     assert base64.b64decode(raw["data"]) == b"\x01"
     assert "devEui" not in raw  # v4 keeps it in deviceInfo
+
+
+def test_codec_unwraps_a_frame_holding_the_whole_event_as_a_pass_through_source_sends_it() -> None:
+    topic = up_topic("17c82e96-be03-4f38-aef3-f83d48582d97", "24e124136b502217")
+    raw = json.dumps(FULL_SAMPLE).encode()
+    frame = RawFrame(
+        "mqtt", "lorawan.milesight.em310_udl", raw, NOW, {"device_id": "bin-0042", "topic": topic}
+    )
+    codec = get_codec(frame.codec_id)
+    through = codec.decode(frame)
+    event = parse_up_event(raw)
+    built = codec.decode(frame_from_up_event(event, frame.codec_id, NOW, "bin-0042"))
+    assert through.readings == built.readings
+    assert {r.ts for r in through.readings} == {NOW}  # the source's receive time is kept
+    broken = RawFrame(
+        "mqtt", frame.codec_id, b"{oops", NOW, {"device_id": "bin-0042", "topic": topic}
+    )
+    with pytest.raises(DecodeError) as info:
+        codec.decode(broken)
+    assert (info.value.codec_id, info.value.reason) == (frame.codec_id, DecodeReason.MALFORMED)

@@ -13,6 +13,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dingtek import decode_frame, encode_frame
+from firmware_adapters.lorawan import chirpstack_aware
 
 ID = "lorawan.dingtek.dc410"
 FLAGS = (Metric.FULL, None, Metric.COVER_MOVED, Metric.LOW_BATTERY)
@@ -32,7 +33,7 @@ CODEC = Codec(
     ID,
     DeviceClass.MANHOLE,
     "Dingtek DC410 smart manhole sensor (level, cover motion)",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

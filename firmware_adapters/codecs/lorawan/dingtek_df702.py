@@ -13,6 +13,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dingtek import decode_frame, encode_frame
+from firmware_adapters.lorawan import chirpstack_aware
 
 ID = "lorawan.dingtek.df702"
 FLAGS = (Metric.FULL, Metric.FIRE_ALARM, Metric.TILT_ALARM, Metric.LOW_BATTERY)
@@ -32,7 +33,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Dingtek DF702 waste-bin sensor with fire and tilt alarms",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

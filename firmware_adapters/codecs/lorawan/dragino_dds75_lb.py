@@ -28,7 +28,7 @@ from firmware_adapters.dragino import (
 )
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import finish, fport_of, require_length
+from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
 
 ID = "lorawan.dragino.dds75_lb"
 STATUS_FPORT = 5
@@ -86,7 +86,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Dragino DDS75-LB LoRaWAN ultrasonic distance sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

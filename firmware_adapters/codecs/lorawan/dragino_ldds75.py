@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dragino import DISTANCE_FPORT, decode_distance, encode_distance
-from firmware_adapters.lorawan import fport_of
+from firmware_adapters.lorawan import chirpstack_aware, fport_of
 
 ID = "lorawan.dragino.ldds75"
 
@@ -30,7 +30,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Dragino LDDS75 LoRaWAN ultrasonic distance sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

@@ -24,7 +24,7 @@ from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dragino import number, unsupported
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import finish, fport_of, require_length
+from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
 
 ID = "lorawan.dragino.lds02"
 FPORT = 10
@@ -87,7 +87,7 @@ CODEC = Codec(
     ID,
     DeviceClass.PERIMETER,
     "Dragino LDS02 LoRaWAN door sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

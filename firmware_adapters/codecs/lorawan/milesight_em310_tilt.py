@@ -16,6 +16,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.fields import Bits, Group, s16le, u8
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.em310_tilt"
@@ -45,7 +46,7 @@ CODEC = Codec(
     ID,
     DeviceClass.MANHOLE,
     "Milesight EM310-TILT three-axis tilt sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

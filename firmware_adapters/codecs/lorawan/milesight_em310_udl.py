@@ -15,6 +15,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.fields import Choice, u8, u16le
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.em310_udl"
@@ -40,7 +41,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Milesight EM310-UDL ultrasonic distance sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

@@ -19,6 +19,7 @@ from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Decoded, Field, u8
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.em320_tilt"
@@ -84,7 +85,7 @@ CODEC = Codec(
     ID,
     DeviceClass.MANHOLE,
     "Milesight EM320-TILT three-axis tilt sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

@@ -17,6 +17,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.fields import Choice, Group, s16le, u8, u16le
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import EM_ATTRIBUTES, THRESHOLD_ALARM, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.em400_mud"
@@ -47,7 +48,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Milesight EM400-MUD multi-purpose ultrasonic distance sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

@@ -21,6 +21,7 @@ from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Choice, Decoded, Field, Group, u8, u16le
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.em500_udl"
@@ -85,7 +86,7 @@ CODEC = Codec(
     ID,
     DeviceClass.BIN,
     "Milesight EM500-UDL ultrasonic distance sensor",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

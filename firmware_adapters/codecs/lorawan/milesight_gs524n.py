@@ -31,7 +31,7 @@ from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import finish, fport_of, require_length
+from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
 
 ID = "lorawan.milesight.gs524n"
 SMOKE_SENSOR = 1
@@ -107,7 +107,7 @@ CODEC = Codec(
     ID,
     DeviceClass.SMOKE,
     "Milesight GS524N LoRaWAN smoke detector",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )

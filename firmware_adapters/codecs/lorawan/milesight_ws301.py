@@ -17,6 +17,7 @@ from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.fields import Choice, u8
+from firmware_adapters.lorawan import chirpstack_aware
 from firmware_adapters.milesight import WS_ATTRIBUTES, decode_tlv, encode_tlv
 
 ID = "lorawan.milesight.ws301"
@@ -44,7 +45,7 @@ CODEC = Codec(
     ID,
     DeviceClass.PERIMETER,
     "Milesight WS301 magnetic door/window contact",
-    decode,
+    chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
 )
