@@ -117,12 +117,13 @@ def chirpstack_aware(codec_id: str, decode: Decoder) -> Decoder:
     """Let a LoRaWAN decoder also take frames holding a whole ChirpStack `up` event.
 
     A source that passes the event through untouched marks the frame with its MQTT topic
-    (`meta["topic"]` ending in `/event/up`); such a frame is unwrapped with `unwrap_up_event` first.
-    Frames built by `frame_from_up_event` (payload = the device bytes) pass straight through.
+    (`meta["topic"]` ending in `/event/up`) and has no `fport` yet; such a frame is unwrapped with
+    `unwrap_up_event` first. Frames built by `frame_from_up_event` (payload = the device bytes, `fport`
+    set) pass straight through, whatever topic they carry.
     """
 
     def run(frame: RawFrame) -> DecodeResult:
-        if frame.meta.get("topic", "").endswith(UP_EVENT_SUFFIX):
+        if "fport" not in frame.meta and frame.meta.get("topic", "").endswith(UP_EVENT_SUFFIX):
             frame = unwrap_up_event(frame, codec_id)
         return decode(frame)
 

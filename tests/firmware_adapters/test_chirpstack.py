@@ -160,6 +160,11 @@ def test_codec_unwraps_a_frame_holding_the_whole_event_as_a_pass_through_source_
     built = codec.decode(frame_from_up_event(event, frame.codec_id, NOW, "bin-0042"))
     assert through.readings == built.readings
     assert {r.ts for r in through.readings} == {NOW}  # the source's receive time is kept
+    inner = frame_from_up_event(event, frame.codec_id, NOW, "bin-0042")
+    tagged = RawFrame(
+        inner.source_id, inner.codec_id, inner.payload, NOW, {**inner.meta, "topic": topic}
+    )
+    assert codec.decode(tagged).readings == built.readings  # already unwrapped: not parsed again
     broken = RawFrame(
         "mqtt", frame.codec_id, b"{oops", NOW, {"device_id": "bin-0042", "topic": topic}
     )
