@@ -222,8 +222,8 @@ class Choice(Field):
 class Bits(Field):
     """One byte of independent flags: `{0: "threshold_x", 1: "threshold_y"}` (bit number -> key).
 
-    Bits not listed must be zero (else a `range` error). `any_flag` names a metric that is true when any
-    listed bit is set (e.g. one tilt alarm for three per-axis thresholds).
+    Bits not listed are ignored with a warning (a newer firmware may define them). `any_flag` names a
+    metric that is true when any listed bit is set (e.g. one tilt alarm for three per-axis thresholds).
     """
 
     size = 1
@@ -238,11 +238,11 @@ class Bits(Field):
         """Read each listed bit."""
         byte = buf[at]
         if byte & ~self.mask:
-            raise FieldError(DecodeReason.RANGE, f"reserved bits set in 0x{byte:02x}")
+            out.warnings.append(f"undocumented bits set in 0x{byte:02x}; ignored")
         for bit, key in self.bits.items():
             out.put(key, bool(byte >> bit & 1))
         if self.any_flag is not None:
-            out.put(self.any_flag, bool(byte))
+            out.put(self.any_flag, bool(byte & self.mask))
 
     def write(self, values: Mapping[str, object]) -> bytes:
         """Set the bits whose keys are true."""
