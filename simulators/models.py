@@ -53,7 +53,7 @@ def diurnal_temperature(hour: float, mean: float, swing: float, rng: np.random.G
 class BinFill:
     """A waste bin that fills through the day and is emptied at the pickup hours.
 
-    Incident `overflow`: someone dumps a lot; the bin fills ten times faster.
+    Incident `overflow`: someone dumps a lot; `overflow_pct_per_h` more fill per hour.
     Spontaneous incident `bin_full` when the fill level crosses `full_pct`.
     """
 
@@ -62,6 +62,7 @@ class BinFill:
     fill_per_day_pct: float = 60.0
     pickup_hours: tuple[float, ...] = (7.0,)
     full_pct: float = 90.0
+    overflow_pct_per_h: float = 40.0
     battery: Battery = field(default_factory=Battery)
     spontaneous: list[tuple[float, str]] = field(default_factory=list)
     _fill: float = 5.0
@@ -82,8 +83,8 @@ class BinFill:
         ):
             self._fill = float(self.rng.uniform(0, 4))
             before = self._fill
-        factor = 10.0 if "overflow" in active else 1.0
-        self._fill = min(100.0, self._fill + self._rate_per_s(hour) * dt * factor)
+        extra = self.overflow_pct_per_h / 3600 if "overflow" in active else 0.0
+        self._fill = min(100.0, self._fill + (self._rate_per_s(hour) + extra) * dt)
         self._fill = max(0.0, self._fill + float(self.rng.normal(0, 0.1)))
         if before < self.full_pct <= self._fill:
             self.spontaneous.append((t, "bin_full"))

@@ -5,6 +5,12 @@ See docs/simulators.md. Fixture modules are imported here so pytest registers th
 
 from __future__ import annotations
 
+from simulators.fixtures_devices import (
+    chirpstack_sim,
+    run_scenario,
+    virtual_serial_device,
+    zigbee2mqtt_sim,
+)
 from simulators.fixtures_services import (
     mosquitto,
     mosquitto_factory,
@@ -14,9 +20,13 @@ from simulators.fixtures_services import (
 )
 
 __all__ = [
+    "chirpstack_sim",
     "mosquitto",
     "mosquitto_factory",
     "postgres_server",
     "postgres_url",
+    "run_scenario",
     "victoria_metrics",
+    "virtual_serial_device",
+    "zigbee2mqtt_sim",
 ]

@@ -61,6 +61,8 @@ class RunOptions:
     gbt_timeout_s: float = 10.0
     duration: float | None = None
     receiver: str | None = None
+    drain_s: float = 1.0
+    """How long serial and DC-09 devices may finish their last exchange after the scenario ends."""
     """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
 
 
@@ -157,9 +159,12 @@ class ScenarioRunner:
         actions = self._schedule(writer)
         try:
             async with asyncio.TaskGroup() as tg:
+                workers = []
                 for device_id in self.serial:
                     self._queues[device_id] = asyncio.Queue()
-                    tg.create_task(self._serial_worker(device_id), name=f"serial-{device_id}")
+                    workers.append(
+                        tg.create_task(self._serial_worker(device_id), name=f"serial-{device_id}")
+                    )
                 self.ready.set()
                 loop = asyncio.get_running_loop()
                 origin = loop.time()
@@ -170,6 +175,11 @@ class ScenarioRunner:
                     await action()
                 for queue in self._queues.values():
                     queue.put_nowait(None)
+                # Devices still waiting for a confirm or an ACK give up when the scenario ends.
+                if workers:
+                    _, busy = await asyncio.wait(workers, timeout=self.options.drain_s)
+                    for task in busy:
+                        task.cancel()
         finally:
             await self._teardown()
         self.stats.truth = writer.count if writer else 0
