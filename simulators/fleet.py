@@ -108,6 +108,7 @@ def _worker(config: FleetConfig, index: int, rate: float, sent: mp.Queue[int]) -
     start = time.monotonic()
     deadline = start + config.duration
     budget = 0.0
+    info: mqtt.MQTTMessageInfo | None = None
     try:
         while (now := time.monotonic()) < deadline:
             budget = min(budget + per_slot, per_slot * 10)
@@ -116,14 +117,16 @@ def _worker(config: FleetConfig, index: int, rate: float, sent: mp.Queue[int]) -
             for _ in range(n):
                 topic, template = messages[count % len(messages)]
                 batch = str(uuid.UUID(int=(index << 96) | count)).encode()
-                client.publish(topic, template.replace(zero, batch, 1), qos=config.qos)
+                info = client.publish(topic, template.replace(zero, batch, 1), qos=config.qos)
                 count += 1
             pause = SLOT_S - (time.monotonic() - now)
             if pause > 0:
                 time.sleep(pause)
     finally:
-        client.loop_stop()
+        if info is not None:  # QoS 0 too: wait until paho has written everything to the socket
+            info.wait_for_publish(timeout=30)
         client.disconnect()
+        client.loop_stop()
         sent.put(count)
 
 
