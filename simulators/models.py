@@ -259,10 +259,11 @@ MODEL_TYPES = {
 def make_model(kind: str, rng: np.random.Generator, params: Mapping[str, object]) -> Model:
     """Build the model for a device kind with its parameters from the scenario."""
     cls = MODEL_TYPES.get(kind)
-    if cls is None:
-        cls = {"fire_panel": SmokeDetector, "alarm_panel": Perimeter, "level": ManholeCover}.get(
-            kind
-        )
+    if kind == "fire_panel":
+        # A panel reports its detectors' alarm state: it latches within seconds of the fire.
+        cls, params = SmokeDetector, {"build_s": 3.0, **params}
+    elif cls is None:
+        cls = {"alarm_panel": Perimeter, "level": ManholeCover}.get(kind)
     if cls is None:
         raise ValueError(
             f"no behaviour model for device kind {kind!r}; known: {sorted(MODEL_TYPES)}"

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from simulators.scenario import parse_scenario
+import pytest
+
+from simulators.scenario import load_scenario, parse_scenario
 from simulators.timeline import generate, raw_frames
 from simulators.verify import decode_emission, values_of
 
@@ -131,3 +134,21 @@ def test_bins_fill_by_day_and_are_emptied_at_pickup() -> None:
             assert after[0] < before[-1]
     evening = [f for t, f in fills if 86400 + 7.5 * 3600 <= t < 86400 + 21 * 3600]
     assert evening[-1] > evening[0] + 20
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path("simulators/scenarios").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_example_scenario_decodes_with_the_real_codecs(path: Path) -> None:
+    scenario = load_scenario(path)
+    out = generate(scenario, duration=min(scenario.duration, 2 * 86_400))
+    assert {e.device_id for e in out.emissions} == {d.id for d in scenario.devices}
+    assert {r.incident for r in out.truth if r.source == "timeline"} == {
+        e.incident
+        for e in scenario.timeline
+        if e.incident and e.at < min(scenario.duration, 2 * 86_400)
+    }
+    corrupting = {"bit_flip", "truncate", "garbage", "split_writes"}
+    for e in out.emissions:
+        if corrupting.isdisjoint(e.tags):
+            decode_emission(scenario, e)  # raises DecodeError on a single wrong byte
