@@ -99,6 +99,8 @@ class Agent:
             queue_size=cfg.pipeline.queue_size,
             batch_size=cfg.pipeline.batch_size,
         )
+        # Rule state is saved as soon as alarm events are stored, before any device is acknowledged.
+        pipeline.listeners.append(lambda _events: self._save_snapshot())
         actions = None
         if cfg.actions and cfg.sources.mqtt is not None:
             actions = LocalActions(
