@@ -53,7 +53,7 @@ class Delivery:
     reordered: int
     """First arrivals whose sequence number is below one already seen for the same device."""
     late: int
-    """Delivered messages that arrived after the deadline given to `analyse`."""
+    """Delivered messages whose latency exceeded the bound given to `analyse`."""
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
@@ -70,7 +70,7 @@ class Delivery:
 
     @property
     def on_time_loss_ratio(self) -> float:
-        """(Lost + late) / sent: what did not arrive by the deadline."""
+        """(Lost + late) / sent: what did not arrive in time."""
         return (self.lost + self.late) / self.sent if self.sent else 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -104,13 +104,13 @@ def percentile_ms(values_ns: IntArray, q: float) -> float:
     return float(np.percentile(values_ns, q)) / 1e6
 
 
-def analyse(sent: Sent, received: Received, deadline_ns: int | None = None) -> Delivery:
+def analyse(sent: Sent, received: Received, late_after_ns: int | None = None) -> Delivery:
     """Compare what was sent with what arrived.
 
     Args:
         sent: the generator's record.
         received: the receiver's record, in arrival order.
-        deadline_ns: messages arriving later than this are counted as `late` (still delivered).
+        late_after_ns: messages with a longer latency are counted as `late` (still delivered).
 
     Returns:
         The run's delivery figures.
@@ -133,7 +133,7 @@ def analyse(sent: Sent, received: Received, deadline_ns: int | None = None) -> D
     delivered = int(firsts.size)
     sent_ns_of_first = sent.sent_ns[order][pos_clipped[firsts]]
     latency = received.recv_ns[firsts] - sent_ns_of_first
-    late = int(np.count_nonzero(received.recv_ns[firsts] > deadline_ns)) if deadline_ns else 0
+    late = int(np.count_nonzero(latency > late_after_ns)) if late_after_ns else 0
     return Delivery(
         sent=int(sent_keys.size),
         delivered=delivered,

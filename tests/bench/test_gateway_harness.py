@@ -79,14 +79,14 @@ def test_schedule_is_round_robin_and_pairs_share_a_device() -> None:
 def test_analyse_counts_loss_duplicates_unknown_and_latency() -> None:
     sent = _sent([0, 0, 1, 1], [0, 1, 0, 1], [0, 1_000_000, 2_000_000, 3_000_000])
     received = _received(
-        [0, 0, 1, 1, 5], [0, 0, 1, 9, 0], [10_000_000, 11_000_000, 13_000_000, 14_000_000, 1]
+        [0, 0, 1, 1, 5], [0, 0, 1, 9, 0], [10_000_000, 11_000_000, 14_000_000, 14_000_000, 1]
     )
-    d = analyse(sent, received, deadline_ns=12_000_000)
+    d = analyse(sent, received, late_after_ns=10_500_000)
     assert (d.sent, d.delivered, d.lost, d.duplicates, d.unknown) == (4, 2, 2, 1, 2)
     assert d.loss_ratio == 0.5
-    assert d.late == 1  # (1, 1) arrived after the deadline
-    assert d.latency_p50_ms == 10.0  # latencies 10 ms and 10 ms
-    assert d.latency_max_ms == 10.0
+    assert d.late == 1  # (1, 1) took 11 ms
+    assert d.latency_p50_ms == 10.5  # latencies 10 ms and 11 ms
+    assert d.latency_max_ms == 11.0
 
 
 def test_reordering_is_per_device() -> None:
