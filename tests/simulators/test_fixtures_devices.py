@@ -72,7 +72,6 @@ async def test_virtual_modbus_sensor_follows_the_model(virtual_serial_device: St
         "modbus", interval=1, duration=6, alarm_at=2, alarm_for=4, speed=3, slave_id=0x50
     )
     fd = os.open(dev.link("modbus-1"), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-    loop = asyncio.get_running_loop()
     distances: list[float] = []
     try:
         for _ in range(6):

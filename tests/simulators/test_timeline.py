@@ -7,7 +7,7 @@ import pytest
 
 from simulators.scenario import load_scenario, parse_scenario
 from simulators.timeline import generate, raw_frames
-from simulators.verify import decode_emission, values_of
+from simulators.verify import at_time, decode_emission, values_of
 
 SCENARIO = """\
 name: offline
@@ -152,3 +152,20 @@ def test_every_example_scenario_decodes_with_the_real_codecs(path: Path) -> None
     for e in out.emissions:
         if corrupting.isdisjoint(e.tags):
             decode_emission(scenario, e)  # raises DecodeError on a single wrong byte
+
+
+def test_clock_skew_moves_the_time_tags_devices_put_in_their_frames() -> None:
+    text = (
+        SCENARIO
+        + "  - {at: 0s, fault: clock_skew, devices: [panel-1], params: {offset_s: -3600}}\n"
+    )
+    scenario = parse_scenario(text)
+    out = generate(scenario, duration=3600)
+    frames = [e for e in out.emissions if e.device_id == "panel-1"]
+    assert frames
+    for e in frames:
+        readings = decode_emission(scenario, e).readings
+        sent = at_time(scenario, e.t)
+        assert all(abs((r.ts - sent).total_seconds() + 3600) <= 1 for r in readings)
+    plain = generate(parse_scenario(SCENARIO), duration=3600)
+    assert [e.t for e in plain.emissions] == [e.t for e in out.emissions]
