@@ -2,20 +2,20 @@
 
 aiomqtt reconnect loop (docs/reconnection.md) with jittered backoff. A persistent session with QoS 1
 subscriptions keeps messages that arrive while the agent restarts; the retained
-`zigbee2mqtt/bridge/devices` arrives on every (re)subscribe and refreshes the model index, and the
-retained `<name>/availability` topics become fault readings of the bound devices. ChirpStack events
-are bound to devices by DevEUI; events of unbound DevEUIs are counted and skipped. The source only
+`zigbee2mqtt/bridge/devices` arrives on every (re)subscribe and refreshes the model index (models and
+exposes ride along in the frames), and `<name>/availability` messages become `online` readings.
+Zigbee devices bound by `friendly_name` keep their configured id; others are named by their friendly
+name. ChirpStack events are bound to devices by DevEUI; events of unbound DevEUIs are counted and
+skipped, and malformed events are counted as decode errors. The source only
 moves bytes: the firmware_adapters helpers turn a message into a RawFrame, the codec decodes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 import aiomqtt
 
@@ -23,6 +23,15 @@ from core.types import RawFrame
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import LocalMqttConfig
 from edge_agent.sources.base import Backoff, SourceContext
+from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
+from firmware_adapters.errors import DecodeError
+from firmware_adapters.zigbee2mqtt_exposes import (
+    BASE_TOPIC,
+    BridgeDevicesError,
+    Z2mDevice,
+    frame_from_z2m_message,
+    parse_bridge_devices,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,8 +58,8 @@ class MqttSource:
         self.backoff = backoff or Backoff(first=0.2, maximum=30.0)
         self.z2m_base = broker.zigbee2mqtt.base_topic if broker.zigbee2mqtt else None
         self.chirpstack_app = broker.chirpstack.application_id if broker.chirpstack else None
-        self.models: dict[str, dict[str, Any]] = {}
-        """Zigbee2MQTT bridge/devices entries by friendly name."""
+        self.index: dict[str, Z2mDevice] = {}
+        """Zigbee2MQTT devices by friendly name, from the retained bridge/devices."""
         self.skipped: Counter[str] = Counter()
         self.connected = False
         self.connections = 0
@@ -95,77 +104,56 @@ class MqttSource:
         """Route one message (public so tests can inject messages at the source boundary)."""
         now = self.ctx.clock.now()
         if self.z2m_base is not None and topic.startswith(self.z2m_base + "/"):
-            await self._zigbee(topic[len(self.z2m_base) + 1 :], payload, now)
+            await self._zigbee(topic, payload, now)
         elif self.chirpstack_app is not None and topic.startswith("application/"):
             await self._chirpstack(topic, payload, now)
 
     # --- Zigbee2MQTT -----------------------------------------------------------------------------
 
-    async def _zigbee(self, rest: str, payload: bytes, now: datetime) -> None:
-        if rest == "bridge/devices":
-            self._index_devices(payload)
+    async def _zigbee(self, topic: str, payload: bytes, now: datetime) -> None:
+        base = self.z2m_base or BASE_TOPIC
+        if topic == f"{base}/bridge/devices":
+            try:
+                self.index = parse_bridge_devices(payload or b"[]")
+            except BridgeDevicesError as err:
+                self.skipped["zigbee_bad_bridge_devices"] += 1
+                _LOG.warning("mqtt %s: %s", self.name, err)
             return
-        if rest.startswith("bridge/"):
+        frame = frame_from_z2m_message(
+            topic, payload, self.index, now, base_topic=base, source_id=self.name
+        )
+        if frame is None:
             return
-        if rest.endswith("/availability"):
-            await self._availability(rest.removesuffix("/availability"), payload)
-            return
-        if rest.endswith(("/set", "/get")) or not payload:
-            return
-        device = self.bindings.current.by_friendly_name.get(rest)
-        if device is None:
-            self.skipped["zigbee_unbound"] += 1
-            return
-        meta = {"device_id": device.id, "friendly_name": rest, "topic": f"{self.z2m_base}/{rest}"}
-        entry = self.models.get(rest)
-        if entry is not None:
-            definition = entry.get("definition") or {}
-            meta["model"] = str(definition.get("model", ""))
-            meta["vendor"] = str(definition.get("vendor", ""))
-            meta["ieee_address"] = str(entry.get("ieee_address", ""))
-        await self.ctx.submit(RawFrame(self.name, device.codec, payload, now, meta))
-
-    def _index_devices(self, payload: bytes) -> None:
-        try:
-            devices = json.loads(payload or b"[]")
-        except ValueError:
-            self.skipped["zigbee_bad_bridge_devices"] += 1
-            return
-        if not isinstance(devices, list):
-            self.skipped["zigbee_bad_bridge_devices"] += 1
-            return
-        self.models = {
-            str(d["friendly_name"]): d
-            for d in devices
-            if isinstance(d, dict) and "friendly_name" in d
-        }
-
-    async def _availability(self, name: str, payload: bytes) -> None:
-        device = self.bindings.current.by_friendly_name.get(name)
-        if device is None or not payload:
-            return
-        text = payload.decode("utf-8", "replace").strip()
-        try:
-            doc = json.loads(text)
-            state = str(doc.get("state", "")) if isinstance(doc, dict) else str(doc)
-        except ValueError:
-            state = text  # Zigbee2MQTT 1.x legacy payload: plain online / offline
-        if state in {"online", "offline"}:
-            await self.ctx.fault(device.id, state == "offline")
+        device = self.bindings.current.by_friendly_name.get(frame.meta["friendly_name"])
+        if device is not None:
+            # A bound device keeps its configured id; unbound ones are named by their friendly name.
+            frame = RawFrame(
+                frame.source_id,
+                frame.codec_id,
+                frame.payload,
+                now,
+                {**frame.meta, "device_id": device.id},
+            )
+        await self.ctx.submit(frame)
 
     # --- ChirpStack --------------------------------------------------------------------------------
 
     async def _chirpstack(self, topic: str, payload: bytes, now: datetime) -> None:
-        parts = topic.split("/")
-        # Topic shape: application, app id, "device", DevEUI, "event", "up".
-        if len(parts) != 6 or parts[2] != "device" or parts[4:] != ["event", "up"]:  # noqa: PLR2004
+        if not topic.endswith("/event/up"):
             return
-        device = self.bindings.current.by_dev_eui.get(parts[3].lower())
+        try:
+            event = parse_up_event(payload)
+        except DecodeError as err:
+            self.ctx.stats.count_decode_error(err.codec_id, err.reason.value)
+            return
+        device = self.bindings.current.by_dev_eui.get(event.dev_eui.lower())
         if device is None:
             self.skipped["lorawan_unbound"] += 1
             return
-        meta = {"device_id": device.id, "dev_eui": parts[3].lower(), "topic": topic}
-        await self.ctx.submit(RawFrame(self.name, device.codec, payload, now, meta))
+        frame = frame_from_up_event(
+            event, device.codec, now, device_id=device.id, source_id=self.name
+        )
+        await self.ctx.submit(frame)
 
 
 def _payload(raw: object) -> bytes:

@@ -1,0 +1,158 @@
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import aiomqtt
+import pytest
+
+from core.clock import SystemClock
+from core.metrics import Metric
+from core.site import DeviceKind
+from core.types import RawFrame
+from edge_agent.bindings import Bindings, BindingsHolder
+from edge_agent.config import ChirpStackConfig, DeviceConfig, LocalMqttConfig, Zigbee2MqttConfig
+from edge_agent.selfstats import PipelineStats
+from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.sources.mqtt import MqttSource
+from firmware_adapters.chirpstack import UpEventEncoder
+from firmware_adapters.registry import CODECS
+from firmware_adapters.zigbee2mqtt_exposes import encode_bridge_devices
+from simulators.services import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+DEV_EUI = "24e124713d290785"
+SMOKE_EXPOSES: list[Mapping[str, object]] = [
+    {"type": "binary", "property": "smoke", "value_on": True, "value_off": False},
+    {"type": "numeric", "property": "battery", "unit": "%"},
+]
+
+
+async def poll(predicate: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 10 s")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.frames: list[RawFrame] = []
+        self.changed = asyncio.Event()
+
+    async def submit(self, frame: RawFrame) -> None:
+        self.frames.append(frame)
+        self.changed.set()
+
+    async def fault(self, device_id: str, faulty: bool) -> None:
+        raise AssertionError((device_id, faulty))
+
+    async def until(self, predicate: Callable[[], bool], limit: float = 10.0) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate():
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await self.changed.wait()
+
+
+async def test_zigbee2mqtt_and_chirpstack_messages_become_bound_frames(
+    mosquitto: Mosquitto,
+) -> None:
+    recorder = Recorder()
+    stats = PipelineStats()
+    bindings = BindingsHolder(
+        Bindings.build(
+            [
+                DeviceConfig(
+                    id="smoke-b2",
+                    codec="zigbee2mqtt.generic.exposes",
+                    kind=DeviceKind.SMOKE,
+                    friendly_name="b2/kitchen",
+                ),
+                DeviceConfig(
+                    id="bin-07",
+                    codec="lorawan.milesight.em310_udl",
+                    kind=DeviceKind.BIN,
+                    dev_eui=DEV_EUI,
+                ),
+            ]
+        )
+    )
+    broker = LocalMqttConfig(
+        port=mosquitto.port, zigbee2mqtt=Zigbee2MqttConfig(), chirpstack=ChirpStackConfig()
+    )
+    source = MqttSource(
+        name="local-mqtt",
+        broker=broker,
+        bindings=bindings,
+        ctx=SourceContext(recorder.submit, recorder.fault, stats, SystemClock()),
+        client_id="steward-test-sources",
+        backoff=Backoff(first=0.05, maximum=0.3),
+    )
+    lora = UpEventEncoder(dev_eui=DEV_EUI)
+    em310 = CODECS["lorawan.milesight.em310_udl"].encode({"distance_mm": 1200, "battery_pct": 90})
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="devices") as devices:
+        bridge = encode_bridge_devices(
+            [("b2/kitchen", "0x00158d0001", "HS1SA", "Heiman", SMOKE_EXPOSES)]
+        )
+        await devices.publish("zigbee2mqtt/bridge/devices", bridge, qos=1, retain=True)
+        task = asyncio.create_task(source.run())
+        await poll(lambda: source.connected)
+        await devices.publish(
+            "zigbee2mqtt/b2/kitchen", json.dumps({"smoke": True, "battery": 80}), qos=1
+        )
+        await devices.publish("zigbee2mqtt/b2/kitchen/set", json.dumps({"state": "ON"}), qos=1)
+        await devices.publish("zigbee2mqtt/hall_motion", json.dumps({"occupancy": True}), qos=1)
+        await devices.publish(
+            "zigbee2mqtt/b2/kitchen/availability", json.dumps({"state": "offline"}), qos=1
+        )
+        await devices.publish(lora.topic, lora.encode(em310, 85, datetime.now(UTC)), qos=1)
+        await devices.publish(lora.topic, b"{not json", qos=1)
+        await devices.publish(
+            "application/x/device/ffffffffffffffff/event/up",
+            UpEventEncoder(dev_eui="ffffffffffffffff").encode(em310, 85, datetime.now(UTC)),
+            qos=1,
+        )
+        await recorder.until(lambda: len(recorder.frames) >= 4)
+        await asyncio.sleep(0.2)
+
+        # The local broker restarts; the source reconnects on its own.
+        mosquitto.restart()
+        await poll(lambda: source.connections >= 2 and source.connected)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="devices2") as devices:
+        await devices.publish("zigbee2mqtt/b2/kitchen", json.dumps({"smoke": False}), qos=1)
+        await recorder.until(lambda: len(recorder.frames) >= 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    kitchen, hall, availability, lorawan, after = recorder.frames
+    assert (kitchen.device_id, kitchen.meta["model"]) == ("smoke-b2", "HS1SA")
+    decoded = CODECS[kitchen.codec_id].decode(kitchen)
+    assert {(r.metric, r.value) for r in decoded.readings} >= {
+        (Metric.SMOKE, True),
+        (Metric.BATTERY_PCT, 80),
+    }
+    assert all(r.device_id == "smoke-b2" for r in decoded.readings)
+    assert hall.device_id == "hall_motion"
+    assert availability.meta["kind"] == "availability"
+    assert [
+        (r.metric, r.value) for r in CODECS[availability.codec_id].decode(availability).readings
+    ] == [(Metric.ONLINE, False)]
+    assert (lorawan.device_id, lorawan.codec_id, lorawan.meta["fport"]) == (
+        "bin-07",
+        "lorawan.milesight.em310_udl",
+        "85",
+    )
+    distance = [
+        r.value
+        for r in CODECS[lorawan.codec_id].decode(lorawan).readings
+        if r.metric is Metric.DISTANCE_MM
+    ]
+    assert distance == [1200]
+    assert sum(stats.decode_errors.values()) == 1
+    assert source.skipped["lorawan_unbound"] == 1
+    assert after.device_id == "smoke-b2"
