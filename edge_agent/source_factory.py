@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import EdgeConfig
-from edge_agent.sources.base import Source, SourceContext
+from edge_agent.sources.base import Backoff, Source, SourceContext
 from edge_agent.sources.dc09 import Dc09Receiver, sia_dc09_answer
 from edge_agent.sources.modbus_poll import Block, ModbusBusSource, PolledDevice
 from edge_agent.sources.mqtt import MqttSource
@@ -30,6 +30,7 @@ def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHold
                 device_id=serial_cfg.device,
                 baudrate=serial_cfg.baudrate,
                 reply=REPLIES.get(serial_cfg.codec),
+                backoff=Backoff(first=0.2, maximum=serial_cfg.reopen_max_s),
             )
         )
     for bus in config.sources.modbus:
