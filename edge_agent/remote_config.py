@@ -3,7 +3,8 @@
 The payload is a YAML (or JSON) mapping with any of:
 - `rules`: rule file text (a string) or the rule file as a mapping;
 - `config`: a whole gateway config (text or mapping). Only `devices`, `actions` and `rules` may
-  differ from the running config; changing anything else needs a restart and is refused.
+  differ from the running config (and devices only in what needs no new source: Modbus polling
+  does); changing anything else needs a restart and is refused.
 
 Everything is validated before anything is applied; on any error the running config and rules stay
 and the report lists every error (`accepted: false`). The same payload arriving again (the topic is
@@ -126,6 +127,12 @@ class RemoteConfigHandler:
         for key in sorted(old_dump):
             if key not in _LIVE_SECTIONS and old_dump[key] != new_dump[key]:
                 plan.errors.append(f"{PUSHED_CONFIG_NAME}: {key}: changing it needs a restart")
+        old_polls = {d.id: d.modbus for d in self.config.devices if d.modbus is not None}
+        new_polls = {d.id: d.modbus for d in new.devices if d.modbus is not None}
+        if old_polls != new_polls:
+            plan.errors.append(
+                f"{PUSHED_CONFIG_NAME}: devices: changing Modbus polling needs a restart"
+            )
         plan.config = new
         if new.rules != self.config.rules and plan.rules is None:
             try:

@@ -222,3 +222,12 @@ async def test_durable_submit_returns_only_after_the_outbox_has_the_results(part
     assert (await outbox.stats()).depth == 2  # the reading and its alarm event
     worker.cancel()
     await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_two_readings_of_one_device_in_the_same_millisecond_are_both_kept(
+    parts: Parts,
+) -> None:
+    pipeline, outbox, _, _ = parts
+    await pipeline.process([frame(b'{"temperature_c": 21.0}'), frame(b'{"temperature_c": 21.5}')])
+    readings, _ = await drain_outbox(outbox)
+    assert [(r.ts, r.value) for r in readings] == [(T0, 21.0), (T0, 21.5)]
