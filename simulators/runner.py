@@ -11,9 +11,11 @@ afterwards, a `broker_disconnect` window drops the MQTT connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -21,7 +23,7 @@ import aiomqtt
 
 from firmware_adapters.registry import get_codec
 from simulators.emission import Emission
-from simulators.faults import BrokerDisconnect, Unplug
+from simulators.faults import BrokerDisconnect, Fault, Silent, Unplug
 from simulators.ip_devices import SiaDc09Transmitter
 from simulators.modbus_device import ModbusLine, table_start
 from simulators.mqtt_devices import (
@@ -36,6 +38,8 @@ from simulators.timeline import Generated, generate, scenario_faults
 from simulators.truth import TruthRecord, TruthWriter
 
 log = logging.getLogger(__name__)
+
+Action = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -202,16 +206,34 @@ class ScenarioRunner:
             for rec in self.generated.truth:
                 add(rec.t_s, lambda rec=rec: _write(writer, rec))  # type: ignore[misc]
         for fault in scenario_faults(self.scenario):
-            if isinstance(fault, Unplug):
-                for device_id in fault.scope.devices or tuple(self.ports):
-                    add(fault.scope.start, lambda d=device_id: self._unplug(d))  # type: ignore[misc]
-                    add(fault.scope.end, lambda d=device_id: self._replug(d))  # type: ignore[misc]
-            elif isinstance(fault, BrokerDisconnect):
-                add(fault.scope.start, self._disconnect)
-                add(fault.scope.end, self._reconnect)
+            for start_action, end_action in self._link_actions(fault):
+                add(fault.scope.start, start_action)
+                add(fault.scope.end, end_action)
         end = self.options.duration or self.scenario.duration
         add(end, _nothing)  # the run lasts the whole scenario, so the last bytes can be read
         return [(t, a) for t, _, a in sorted(actions, key=lambda x: (x[0], x[1])) if t <= end]
+
+    def _link_actions(self, fault: Fault) -> list[tuple[Action, Action]]:
+        """What a fault does to the transports when its window opens and closes."""
+        if isinstance(fault, Unplug):
+            return [
+                (partial(self._unplug, d), partial(self._replug, d))
+                for d in fault.scope.devices or tuple(self.ports)
+            ]
+        if isinstance(fault, BrokerDisconnect):
+            return [(self._disconnect, self._reconnect)]
+        if isinstance(fault, Silent):
+            # A silent Zigbee device is marked offline by the bridge, and online again after.
+            zigbee = [d.id for d in self.scenario.devices if d.transport == "zigbee2mqtt"]
+            return [
+                (
+                    partial(self._availability, d, online=False),
+                    partial(self._availability, d, online=True),
+                )
+                for d in zigbee
+                if d in (fault.scope.devices or zigbee)
+            ]
+        return []
 
     async def _emit(self, e: Emission) -> None:
         self.stats.per_device[e.device_id] = self.stats.per_device.get(e.device_id, 0) + 1
@@ -238,6 +260,16 @@ class ScenarioRunner:
         while (e := await queue.get()) is not None:
             if not await device.send(e.payload):
                 self.stats.lost += 1
+
+    async def _availability(self, device_id: str, *, online: bool) -> None:
+        if self.publisher is None:
+            return
+        z = ZigbeeDevice.from_device(self.scenario.device(device_id))
+        base = str(self.scenario.device(device_id).address.get("base_topic", "zigbee2mqtt"))
+        state = json.dumps({"state": "online" if online else "offline"})
+        await self.publisher.publish(
+            f"{base}/{z.friendly_name}/availability", state, qos=1, retain=True
+        )
 
     async def _unplug(self, device_id: str) -> None:
         if device_id in self.ports:

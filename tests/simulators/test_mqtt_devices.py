@@ -154,3 +154,31 @@ timeline:
     # fCnt keeps counting on the device while the uplink is gone: the gap shows the outage.
     gaps = [b - a for a, b in itertools.pairwise(fcnts)]
     assert max(gaps) >= 9
+
+
+async def test_a_silent_zigbee_device_goes_offline_and_back(mosquitto: Mosquitto) -> None:
+    scenario = parse_scenario(
+        """
+name: silent
+duration: 60
+site: {compounds: [{id: c1}]}
+devices:
+  - {id: door-1, kind: perimeter, codec: zigbee2mqtt.generic.exposes, transport: zigbee2mqtt, location: c1, interval: 2,
+     address: {friendly_name: gate/door, model: TS0203}}
+timeline:
+  - {at: 20, fault: silent, devices: [door-1], duration: 20}
+"""
+    )
+    listener = asyncio.create_task(
+        collect(mosquitto, "zigbee2mqtt/gate/door/#", never, seconds=2.5)
+    )
+    await asyncio.sleep(0.2)
+    await ScenarioRunner(scenario, RunOptions(speed=30, broker_url=mosquitto.url)).run()
+    messages = await listener
+    availability = [
+        json.loads(payload(m))["state"] for m in messages if str(m.topic).endswith("/availability")
+    ]
+    assert availability == ["online", "offline", "online"]
+    states = [json.loads(payload(m)) for m in messages if str(m.topic) == "zigbee2mqtt/gate/door"]
+    assert 12 <= len(states) <= 22
+    assert all("contact" in s and "linkquality" in s for s in states)
