@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -30,17 +31,20 @@ from firmware_adapters.framing.base import StreamBuffer
 from firmware_adapters.framing.gbt26875 import Gbt26875Framer
 from firmware_adapters.gbt26875.frame import Command, parse_frame
 from firmware_adapters.registry import CODECS
+from simulators.ip_devices import SiaDc09Transmitter
 from simulators.serial_pty import PtyPort
-from simulators.services import Mosquitto
+from simulators.services import Mosquitto, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 GATEWAY = "gw-e2e"
 PANEL_DEVICE = "panel-1"
+ALARM_PANEL = "alarm-panel"
 TEMP_COMPONENT = 50
 OUTAGE_S = float(os.environ.get("STEWARD_E2E_OUTAGE_S", "60"))
 KEEPALIVE_S = 3
 ENCODE = CODECS["serial.gbt26875.3"].encode
+DC09 = CODECS["ip.sia.dc09"].encode
 
 RULES = """\
 rules:
@@ -48,6 +52,11 @@ rules:
     match: {metric: fire_alarm}
     equals: true
     severity: critical
+    resend: 3600s
+  - id: intrusion
+    match: {metric: intrusion}
+    equals: true
+    severity: warning
     resend: 3600s
   - id: link
     match: {metric: fault, devices: [panel-1]}
@@ -60,7 +69,9 @@ rules:
 BAD_RULES = "rules:\n  - id: broken\n    match: {metric: no_such_metric}\n    above: banana\n"
 
 
-def config_text(tmp: Path, serial_link: Path, local: Mosquitto, uplink: Mosquitto) -> str:
+def config_text(
+    tmp: Path, serial_link: Path, local: Mosquitto, uplink: Mosquitto, dc09_port: int
+) -> str:
     return f"""\
 gateway: {{id: {GATEWAY}, site: hp/nj/xh, site_id: xh}}
 state_dir: {tmp / "state"}
@@ -68,8 +79,10 @@ sources:
   serial:
     - {{id: panel, port: {serial_link}, codec: serial.gbt26875.3, device: {PANEL_DEVICE}}}
   mqtt: {{host: 127.0.0.1, port: {local.port}}}
+  dc09: {{host: 127.0.0.1, port: {dc09_port}}}
 devices:
   - {{id: {PANEL_DEVICE}, codec: serial.gbt26875.3, kind: fire_panel}}
+  - {{id: {ALARM_PANEL}, codec: ip.sia.dc09, kind: alarm_panel, account: "1234"}}
 rules: [rules.yaml]
 uplink: {{host: 127.0.0.1, port: {uplink.port}, keepalive_s: {KEEPALIVE_S}, batch_wait_s: 0.05}}
 pipeline: {{stats_interval_s: 1}}
@@ -127,6 +140,35 @@ class Panel:
         await self.send(
             {"info_type": 3, "component_address": TEMP_COMPONENT, "temperature_c": n / 10}
         )
+
+
+class AlarmPanel:
+    """A DC-09 panel that repeats each new burglary zone alarm until the receiver ACKs it."""
+
+    def __init__(self, port: int) -> None:
+        self.tx = SiaDc09Transmitter("127.0.0.1", port, timeout_s=2.0, retries=0)
+        self.sequence = 0
+        self.acked: list[int] = []
+
+    async def burglary(self, zone: int) -> None:
+        self.sequence += 1
+        message = DC09(
+            {
+                "id": "ADM-CID",
+                "sequence": self.sequence,
+                "account": "1234",
+                "qualifier": 1,
+                "event_code": 130,
+                "group": 1,
+                "zone": zone,
+                "at": datetime.now(UTC),
+            }
+        )
+        for _ in range(600):  # a real panel keeps dialling; here up to 2 minutes
+            if await self.tx.send(message):
+                self.acked.append(zone)
+                return
+            await asyncio.sleep(0.2)
 
 
 # --- what reaches the brokers ----------------------------------------------------------------------
@@ -241,7 +283,9 @@ async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one s
     panel = Panel(port)
     (tmp_path / "rules.yaml").write_text(RULES)
     config = tmp_path / "edge.yaml"
-    config.write_text(config_text(tmp_path, port.link, local, uplink))
+    dc09_port = free_port()
+    config.write_text(config_text(tmp_path, port.link, local, uplink, dc09_port))
+    alarm_panel = AlarmPanel(dc09_port)
     seen = Collected()
 
     def on_uplink(topic: str, payload: bytes) -> None:
@@ -291,6 +335,8 @@ async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one s
         await panel.fire(2, on=True)
         fired.append(2)
         await seen.until(lambda: siren("OFF") == 1 and siren("ON") == 2)
+        for zone in range(1, 6):
+            await alarm_panel.burglary(zone)
         await asyncio.sleep(OUTAGE_S - 5)
         await temps(60, 80)
         uplink.start()
@@ -306,12 +352,19 @@ async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one s
 
         # 4. kill -9 mid-stream; the panel resends what was not confirmed; restart.
         stream = asyncio.create_task(temps(120, 320))
+
+        async def burglaries() -> None:
+            for zone in range(10, 40):
+                await alarm_panel.burglary(zone)
+
+        intrusions = asyncio.create_task(burglaries())
         await seen.until(lambda: len(sent_temps) >= 150)
         agent.kill(signal.SIGKILL)
         assert await agent.wait(10) == -signal.SIGKILL
         await asyncio.sleep(1)
         agent.start()
         await asyncio.wait_for(stream, 120)
+        await asyncio.wait_for(intrusions, 120)
         await seen.until(lambda: len(set(seen.temperatures())) >= 320, 120)
 
         # 5. Local broker restart: the siren still answers the next alarm.
@@ -367,6 +420,7 @@ async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one s
         await asyncio.gather(*collectors, return_exceptions=True)
         port.close()
         local.close()
+        await alarm_panel.tx.close()
 
     # Telemetry: complete and in per-device order (a resend after kill -9 may repeat a value).
     temperatures = seen.temperatures()
@@ -384,6 +438,15 @@ async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one s
         assert states[0] is AlarmState.FIRING, (fingerprint, states)
         if component in {1, 2}:
             assert AlarmState.RESOLVED in states, (fingerprint, states)
+    # Every burglary the receiver acknowledged reached the cloud, as a reading and a FIRING alarm.
+    assert sorted(alarm_panel.acked) == [*range(1, 6), *range(10, 40)]
+    intruded = {r.device_id for r in seen.readings() if r.metric == "intrusion" and r.value is True}
+    for zone in alarm_panel.acked:
+        assert f"{ALARM_PANEL}/zone-{zone:03d}" in intruded, zone
+        assert (
+            by_fingerprint[f"xh/{ALARM_PANEL}/zone-{zone:03d}/intrusion"][0].state
+            is AlarmState.FIRING
+        )
     assert any("WATCHDOG=1" in m for m in notices)
     assert any("STOPPING=1" in m for m in notices)
     log = (tmp_path / "agent.log").read_text()
