@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from core.site import LEVELS, SitePath
+from firmware_adapters.registry import CODECS
 from simulators.faults import FAULT_TYPES, Fault, Scope
+from simulators.models import make_model
 from simulators.yaml_located import Loc, YamlError, load_located
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
@@ -250,6 +253,10 @@ def _cross_check(
                     f"device {d.id}: location {d.location!r} is not in the site tree",
                 )
             )
+        issues.extend(
+            ScenarioIssue(filename, line_of(("devices", i, key)), f"device {d.id}: {problem}")
+            for key, problem in _device_problems(d)
+        )
     for i, entry in enumerate(scenario.timeline):
         for target in entry.targets():
             if target not in ids:
@@ -275,6 +282,21 @@ def _cross_check(
                 )
             )
     return issues
+
+
+def _device_problems(device: Device) -> list[tuple[str, str]]:
+    """Problems only the codec registry and the behaviour models can spot: (key, message)."""
+    problems: list[tuple[str, str]] = []
+    if device.codec not in CODECS:
+        problems.append(("codec", f"no codec {device.codec!r} is registered"))
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in device.params.items()}
+    try:
+        make_model(device.kind, np.random.default_rng(0), params)
+    except ValueError as err:
+        problems.append(("kind", str(err)))
+    except TypeError as err:
+        problems.append(("params", f"model parameters: {err}"))
+    return problems
 
 
 def build_fault(entry: TimelineEntry) -> Fault:

@@ -182,3 +182,29 @@ timeline:
     states = [json.loads(payload(m)) for m in messages if str(m.topic) == "zigbee2mqtt/gate/door"]
     assert 12 <= len(states) <= 22
     assert all("contact" in s and "linkquality" in s for s in states)
+
+
+async def test_same_seed_same_bytes_on_the_broker(mosquitto: Mosquitto) -> None:
+    text = """
+name: seeded
+duration: 40
+site: {compounds: [{id: c1}]}
+devices:
+  - {id: bin-1, kind: bin, codec: lorawan.milesight.em310_udl, transport: lorawan, location: c1, interval: 4}
+  - {id: smoke-1, kind: smoke, codec: zigbee2mqtt.generic.exposes, transport: zigbee2mqtt, location: c1, interval: 4}
+"""
+
+    async def play(seed: int) -> list[tuple[str, bytes]]:
+        listener = asyncio.create_task(collect(mosquitto, "application/#", never, seconds=1.8))
+        z2m = asyncio.create_task(collect(mosquitto, "zigbee2mqtt/smoke-1", never, seconds=1.8))
+        await asyncio.sleep(0.2)
+        await ScenarioRunner(
+            parse_scenario(text), RunOptions(seed=seed, speed=30, broker_url=mosquitto.url)
+        ).run()
+        return [(str(m.topic), payload(m)) for m in await listener + await z2m]
+
+    first, again, other = await play(1), await play(1), await play(2)
+    assert len(first) >= 10
+    assert {topic.split("/")[0] for topic, _ in first} == {"application", "zigbee2mqtt"}
+    assert first == again
+    assert first != other

@@ -63,6 +63,9 @@ def test_a_good_scenario_parses_with_durations_and_faults() -> None:
         ("params: {p: 0.5}", "params: {q: 0.5}", 14, "fault drop"),
         ("{at: 10m,", "{at: 2h,", 13, "after the scenario ends"),
         ("kind: bin, codec", "kind: bin, colour: red, codec", 11, "colour"),
+        ("milesight.em310_udl", "milesight.em999", 11, "no codec 'lorawan.milesight.em999'"),
+        ("kind: bin,", "kind: toaster,", 11, "no behaviour model for device kind 'toaster'"),
+        ("location: c1/b1}", "location: c1/b1, params: {lid: 3}}", 11, "model parameters"),
     ],
 )
 def test_errors_name_file_and_line(old: str, new: str, line: int, text: str) -> None:
