@@ -98,6 +98,7 @@ class Agent:
             clock=self.clock,
             queue_size=cfg.pipeline.queue_size,
             batch_size=cfg.pipeline.batch_size,
+            linger_s=cfg.pipeline.linger_s,
         )
         # Rule state is saved as soon as alarm events are stored, before any device is acknowledged.
         pipeline.listeners.append(lambda _events: self._save_snapshot())

@@ -213,6 +213,8 @@ class PipelineConfig(_Model):
 
     queue_size: int = Field(default=10_000, ge=10)
     batch_size: int = Field(default=200, ge=1, le=10_000)
+    linger_s: float = Field(default=0.005, ge=0, le=1)
+    """How long the worker waits to fill a batch: a trickle shares one disk flush."""
     stats_interval_s: PositiveSeconds = 60.0
     dead_letter_ttl_days: float = Field(default=7.0, gt=0)
 

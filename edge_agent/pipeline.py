@@ -4,7 +4,7 @@ Sources `await pipeline.submit(frame)`: when the queue is full they wait, which 
 reader, the MQTT message loop or the DC-09 ACK, so pressure goes back to the devices instead of
 memory growing. `offer(frame)` is the non-waiting variant; a full queue then drops and counts.
 
-One worker takes frames in small batches, decodes each with its codec (pure), judges quality against
+One worker takes frames in small batches (lingering a few milliseconds to fill one), decodes each with its codec (pure), judges quality against
 the metric catalog, lets the rule engine observe every reading, and writes the batch's readings and
 alarm events to the outbox in one transaction. Frames that fail to decode go to the dead-letter table
 with their raw bytes, and are counted by codec and reason; nothing stops the pipeline.
@@ -69,6 +69,7 @@ class Pipeline:
         clock: Clock,
         queue_size: int = 10_000,
         batch_size: int = 200,
+        linger_s: float = 0.005,
     ) -> None:
         """Wire the pipeline; nothing runs until `run()` is awaited."""
         self.gateway_id = gateway_id
@@ -78,6 +79,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.clock = clock
         self.batch_size = batch_size
+        self.linger_s = linger_s
         self.stats = PipelineStats()
         self.listeners: list[AlarmListener] = []
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
@@ -115,11 +117,27 @@ class Pipeline:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        """Process frames forever, in batches of up to `batch_size`."""
+        """Process frames forever, in batches of up to `batch_size`.
+
+        After the first frame of a batch the worker lingers up to `linger_s` for more, so a trickle
+        of frames shares one outbox transaction (one disk flush) instead of paying one each.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             items = [await self._queue.get()]
-            while len(items) < self.batch_size and not self._queue.empty():
-                items.append(self._queue.get_nowait())
+            deadline = loop.time() + self.linger_s
+            while len(items) < self.batch_size:
+                if not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        items.append(await self._queue.get())
+                except TimeoutError:
+                    break
             await self._process_items(items)
 
     async def drain(self) -> None:
