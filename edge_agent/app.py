@@ -180,8 +180,9 @@ class Agent:
                 if actions is not None:
                     await actions.flush(2.0)
                 await uplink.drain(self.drain_timeout_s)
-                await asyncio.wait_for(asyncio.shield(uplink_task), self.drain_timeout_s)
-                await _cancel(core_tasks)
+                # A frozen broker may hold a publish past the deadline: what is unsent stays queued.
+                _done, pending = await asyncio.wait([uplink_task], timeout=self.drain_timeout_s)
+                await _cancel([*core_tasks, *pending])
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
