@@ -262,7 +262,8 @@ def parse_config(text: str, filename: str) -> EdgeConfig:
     try:
         config = EdgeConfig.model_validate(doc.data)
     except ValidationError as err:
-        raise ConfigError(list(_pydantic_issues(err, doc, filename))) from err
+        issues = [*_pydantic_issues(err, doc, filename), *_raw_codec_issues(doc, filename)]
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line)) from err
     issues = list(_cross_issues(config, doc, filename))
     if issues:
         raise ConfigError(issues)
@@ -277,6 +278,31 @@ def _pydantic_issues(
         where = ".".join(str(part) for part in loc) or "(document)"
         message = item["msg"].removeprefix("Value error, ")
         yield ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
+
+
+def _raw_codec_issues(doc: LocatedDocument, filename: str) -> Iterator[ConfigIssue]:
+    """Unknown codec ids, found in the raw document when the schema already failed elsewhere."""
+    from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
+
+    data: dict[str, object] = doc.data if isinstance(doc.data, dict) else {}
+    raw_sources = data.get("sources")
+    sources: dict[str, object] = raw_sources if isinstance(raw_sources, dict) else {}
+    places: list[tuple[tuple[str | int, ...], object]] = [
+        (("devices", i), item) for i, item in enumerate(_as_list(data.get("devices")))
+    ]
+    places += [
+        (("sources", "serial", i), item) for i, item in enumerate(_as_list(sources.get("serial")))
+    ]
+    for loc, item in places:
+        codec = item.get("codec") if isinstance(item, dict) else None
+        if isinstance(codec, str) and codec not in CODECS:
+            where = ".".join(str(part) for part in (*loc, "codec"))
+            line = doc.line_of((*loc, "codec"))
+            yield ConfigIssue(filename, line, f"{where}: unknown codec {codec!r}")
+
+
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
 
 
 _IssueFn = Callable[[tuple[str | int, ...], str], ConfigIssue]

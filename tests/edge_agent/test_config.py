@@ -39,7 +39,7 @@ devices:
     kind: rocket
     expected_interval_s: -5
   - id: bin-08
-    codec: lorawan.milesight.em310_udl
+    codec: lorawan.acme.nothing
     colour: green
 outbox:
   max_records: 3
@@ -72,6 +72,7 @@ def test_every_schema_error_is_reported_at_once_with_its_line() -> None:
         "sources.modbus.0.parity": 8,
         "devices.0.kind": 12,
         "devices.0.expected_interval_s": 13,
+        "devices.1.codec": 15,
         "devices.1.colour": 16,
         "outbox.max_records": 18,
     }
@@ -79,6 +80,7 @@ def test_every_schema_error_is_reported_at_once_with_its_line() -> None:
     for where, line in expected_lines.items():
         assert any(m.startswith(f"edge.yaml:{line}: {where}:") for m in found), (where, found)
     assert any("Mars/Olympus" in m for m in found)
+    assert [issue.line for issue in caught.value.issues] == sorted(expected_lines.values())
 
 
 def test_cross_checks_report_unknown_codecs_duplicates_and_missing_buses() -> None:
