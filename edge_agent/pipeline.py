@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -202,8 +203,18 @@ class Pipeline:
     async def _store(self, readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> None:
         if not readings and not events:
             return
+        delay = 0.1
         async with self._lock:
-            await self.outbox.put(readings, events)
+            while True:
+                try:
+                    await self.outbox.put(readings, events)
+                    break
+                except (sqlite3.Error, OSError):
+                    # Disk full or failing: hold the batch (the queue fills, sources wait) and retry.
+                    self.stats.store_failures += 1
+                    _LOG.exception("outbox write failed; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
         if events:
             self.stats.alarms += len(events)
             for listener in self.listeners:

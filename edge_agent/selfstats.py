@@ -21,6 +21,8 @@ class PipelineStats:
     frames_in: int = 0
     frames_dropped: int = 0
     alarms: int = 0
+    store_failures: int = 0
+    """Outbox writes that failed and were retried (disk full, I/O error)."""
     decode_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Keyed by (codec id, reason); framer garbage counts here too."""
 

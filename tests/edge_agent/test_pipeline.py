@@ -1,5 +1,7 @@
 import asyncio
 import json
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -231,3 +233,39 @@ async def test_two_readings_of_one_device_in_the_same_millisecond_are_both_kept(
     await pipeline.process([frame(b'{"temperature_c": 21.0}'), frame(b'{"temperature_c": 21.5}')])
     readings, _ = await drain_outbox(outbox)
     assert [(r.ts, r.value) for r in readings] == [(T0, 21.0), (T0, 21.5)]
+
+
+class FlakyOutbox(MemoryOutbox):
+    """Fails the first writes like a full disk, then recovers."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def put(
+        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        await super().put(readings, events)
+
+
+async def test_a_failing_outbox_write_is_retried_without_losing_or_repeating(
+    tmp_path: Path,
+) -> None:
+    outbox = FlakyOutbox(failures=2)
+    engine = SmokeEngine()
+    pipeline = Pipeline(
+        gateway_id="gw-01",
+        codecs={CODEC_ID: make_codec(CODEC_ID, decode_json)},
+        engine=engine,
+        outbox=outbox,
+        dead_letters=DeadLetterStore(tmp_path / "dead.sqlite3"),
+        clock=FrozenClock(T0),
+    )
+    await pipeline.process([frame(b'{"smoke": true}')])
+    readings, events = await drain_outbox(outbox)
+    assert len(readings) == 1
+    assert [e.seq for e in events] == [1]
+    assert pipeline.stats.store_failures == 2
