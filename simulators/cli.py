@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiomqtt
+
 from simulators.scenario import Scenario, ScenarioError, load_scenario
 from simulators.single_devices import mqtt_devices, serial_device
 
@@ -87,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as err:
         print(err, file=sys.stderr)
         return 2
+    except (ValueError, KeyError) as err:  # a bad option or a scenario the transports cannot play
+        print(f"propsim: {err}", file=sys.stderr)
+        return 2
+    except (OSError, aiomqtt.MqttError) as err:  # the broker, a receiver or a pty is not there
+        print(f"propsim: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -158,10 +158,10 @@ class ScenarioRunner:
 
     async def run(self, truth: IO[str] | None = None) -> RunStats:
         """Play every emission at its time, act out link faults, write truth records when due."""
-        await self._setup()
         writer = TruthWriter(truth) if truth is not None else None
         actions = self._schedule(writer)
         try:
+            await self._setup()
             async with asyncio.TaskGroup() as tg:
                 workers = []
                 for device_id in self.serial:

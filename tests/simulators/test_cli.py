@@ -147,3 +147,14 @@ def test_mqtt_chirpstack_and_fleet(mosquitto: Mosquitto) -> None:
     assert fleet.returncode == 0, fleet.stderr
     sent = json.loads(fleet.stdout)["sent"]
     assert 1000 <= sent <= 2200
+
+
+def test_run_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    no_broker = propsim("run", str(SCENARIOS / "fire.yaml"), "--serial-dir", str(tmp_path / "tty"))
+    assert no_broker.returncode == 2
+    assert "give a broker URL" in no_broker.stderr
+    assert "Traceback" not in no_broker.stderr
+    assert list((tmp_path / "tty").iterdir()) == []  # the ptys it had made are gone again
+    refused = propsim("mqtt", "chirpstack", "--broker", "mqtt://127.0.0.1:9", "--duration", "1")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
