@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from core.clock import Clock, SystemClock
+from core.types import AlarmState
 from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import EdgeConfig, resolve_rule_paths, state_path
 from edge_agent.dead_letter import DeadLetterStore
@@ -111,6 +112,11 @@ class Agent:
                 client_id=f"steward-{cfg.gateway.id}-actions",
             )
             pipeline.listeners.append(actions.on_alarms)
+            actions.seed(
+                (f"{self.site}/{inst.subject}/{inst.rule_id}", inst.subject, inst.severity)
+                for inst in engine.active_instances()
+                if inst.state is AlarmState.FIRING and inst.severity is not None
+            )
         self.remote = RemoteConfigHandler(
             config=cfg,
             config_path=self.config_path,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import aiomqtt
 
 from core.site import DeviceKind
-from core.types import AlarmEvent, AlarmState
+from core.types import AlarmEvent, AlarmState, Severity
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import LocalActionConfig, LocalMqttConfig
 from edge_agent.sources.base import Backoff
@@ -25,6 +26,7 @@ from edge_agent.sources.base import Backoff
 _LOG = logging.getLogger(__name__)
 _ON_STATES = frozenset({AlarmState.FIRING})
 _OFF_STATES = frozenset({AlarmState.RESOLVED, AlarmState.NORMAL})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -55,6 +57,28 @@ class LocalActions:
     def replace(self, actions: Sequence[LocalActionConfig]) -> None:
         """Swap in a new action list (alarms holding an old output on are forgotten)."""
         self._actions = [_ActionState(a) for a in actions]
+
+    def seed(self, firing: Iterable[tuple[str, str, Severity]]) -> None:
+        """Take over alarms that were FIRING before a restart: `(fingerprint, device_id, severity)`.
+
+        Their outputs are switched on again (the command is idempotent) and switched off by their
+        RESOLVED events as usual.
+        """
+        for fingerprint, device_id, severity in firing:
+            self.on_alarms(
+                [
+                    AlarmEvent(
+                        fingerprint=fingerprint,
+                        seq=0,
+                        state=AlarmState.FIRING,
+                        severity=severity,
+                        starts_at=_EPOCH,
+                        at=_EPOCH,
+                        rule_id="",
+                        device_id=device_id,
+                    )
+                ]
+            )
 
     def on_alarms(self, events: Sequence[AlarmEvent]) -> None:
         """Queue the publishes these events call for (a pipeline listener; never blocks)."""
