@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     serial.add_argument("--alarm-for", type=float, default=60.0, help="alarm length, s")
     serial.add_argument("--slave-id", type=int, default=1, help="Modbus slave id")
     serial.add_argument("--timeout", type=float, default=10.0, help="GB/T confirm timeout, s")
+    serial.add_argument("--unplug-at", type=float, default=None, help="pull the cable at this s")
+    serial.add_argument("--unplug-for", type=float, default=10.0, help="and plug it in after, s")
     _common_run(serial)
 
     mqtt = sub.add_parser("mqtt", help="Zigbee2MQTT or ChirpStack devices on a broker")
@@ -123,6 +125,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             alarm_at=args.alarm_at,
             alarm_for=args.alarm_for,
             slave_id=args.slave_id,
+            unplug=None if args.unplug_at is None else (args.unplug_at, args.unplug_for),
         )
         return _play(scenario, args, None)
     scenario = mqtt_devices(

@@ -87,8 +87,13 @@ class ModbusLine:
 
         return action
 
+    @property
+    def running(self) -> bool:
+        """Whether the line is plugged in and served."""
+        return self._server is not None
+
     async def start(self) -> Self:
-        """Create the pty pair and start serving."""
+        """Create the pty pair and start serving (again, after `stop()`)."""
         self.pair.start()
         devices = [
             SimDevice(

@@ -215,10 +215,11 @@ class ScenarioRunner:
 
     def _link_actions(self, fault: Fault) -> list[tuple[Action, Action]]:
         """What a fault does to the transports when its window opens and closes."""
+        wired = [d.id for d in self.scenario.devices if d.transport in {"serial", "modbus"}]
         if isinstance(fault, Unplug):
             return [
                 (partial(self._unplug, d), partial(self._replug, d))
-                for d in fault.scope.devices or tuple(self.ports)
+                for d in fault.scope.devices or wired
             ]
         if isinstance(fault, BrokerDisconnect):
             return [(self._disconnect, self._reconnect)]
@@ -275,10 +276,15 @@ class ScenarioRunner:
         if device_id in self.ports:
             self.ports[device_id].unplug()
             self.stats.unplugs += 1
+        elif (line := self._modbus_of.get(device_id)) is not None and line.running:
+            await line.stop()  # the RS-485 adapter is pulled: the whole line goes
+            self.stats.unplugs += 1
 
     async def _replug(self, device_id: str) -> None:
         if device_id in self.ports:
             self.ports[device_id].plug()
+        elif (line := self._modbus_of.get(device_id)) is not None and not line.running:
+            await line.start()
 
     async def _disconnect(self) -> None:
         if self.publisher is not None:

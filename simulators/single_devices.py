@@ -31,8 +31,9 @@ def _scenario(
     incident: str,
     alarm_at: float | None,
     alarm_for: float,
+    unplug: tuple[float, float] | None = None,
 ) -> Scenario:
-    timeline = (
+    timeline: list[dict[str, object]] = (
         [
             {
                 "at": alarm_at,
@@ -44,6 +45,9 @@ def _scenario(
         if alarm_at is not None
         else []
     )
+    if unplug is not None:
+        at, length = unplug
+        timeline.append({"at": at, "fault": "unplug", "duration": length})
     return Scenario.model_validate(
         {
             "name": name,
@@ -66,8 +70,12 @@ def serial_device(
     alarm_at: float | None = None,
     alarm_for: float = 60.0,
     slave_id: int = 1,
+    unplug: tuple[float, float] | None = None,
 ) -> Scenario:
-    """A scenario with one serial device of `protocol` on `link`."""
+    """A scenario with one serial device of `protocol` on `link`.
+
+    `unplug=(at, seconds)` pulls the cable for a while (the link disappears and comes back).
+    """
     codec, kind, incident = SERIAL_CODECS[protocol]
     device: dict[str, object] = {
         "id": f"{protocol}-1",
@@ -87,6 +95,7 @@ def serial_device(
         incident=incident,
         alarm_at=alarm_at,
         alarm_for=alarm_for,
+        unplug=unplug,
     )
 
 

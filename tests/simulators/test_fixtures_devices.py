@@ -113,3 +113,20 @@ async def test_unplug_fault_removes_the_link_for_its_window(
     assert all(present for t, present in seen if t < 9 or 21 < t < 29)
     assert not any(present for t, present in seen if 11 < t < 19)
     assert sim.runner.ports["panel"].plug_count == 2
+
+
+async def test_modbus_line_unplugged_and_replugged(virtual_serial_device: Start) -> None:
+    dev = await virtual_serial_device(
+        "modbus", interval=1, duration=9, speed=3, slave_id=0x50, unplug=(3, 3)
+    )
+    link = dev.link("modbus-1")
+    seen: list[tuple[float, bool]] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not dev.task.done():
+        seen.append(((loop.time() - start) * 3, link.exists()))
+        await asyncio.sleep(0.03)
+    stats = await dev.wait()
+    assert stats.unplugs == 1
+    assert all(present for t, present in seen if t < 2.5 or 6.8 < t < 8.5)
+    assert not any(present for t, present in seen if 3.5 < t < 5.5)
