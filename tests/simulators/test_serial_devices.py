@@ -21,6 +21,7 @@ from firmware_adapters.framing.gbt26875 import Gbt26875Framer
 from simulators.ip_devices import SiaDc09Transmitter
 from simulators.modbus_device import ModbusLine
 from simulators.runner import RunOptions, ScenarioRunner
+from simulators.scenario import parse_scenario
 from simulators.serial_devices import Gbt26875Transmitter
 from simulators.serial_pty import PtyPort
 from simulators.single_devices import serial_device
@@ -189,3 +190,40 @@ async def test_sia_dc09_transmitter_waits_for_ack_and_retries_after_nak() -> Non
     assert tx.stats.replies["NAK"] == 1
     readings = DC09.decode(RawFrame("t", DC09.id, received[-1], NOW)).readings
     assert any(r.metric.value == "fire_alarm" and r.value is True for r in readings)
+
+
+async def test_dc09_panel_in_a_scenario_reaches_the_receiver() -> None:
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.readuntil(b"\r"):
+            received.append(data)
+            writer.write(reply_for(data, NOW))
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    scenario = parse_scenario(
+        f"""
+name: dc09
+duration: 60
+site: {{compounds: [{{id: c1}}]}}
+devices:
+  - {{id: panel, kind: alarm_panel, codec: ip.sia.dc09, transport: ip, location: c1, interval: 5, tick: 1,
+     address: {{receiver: "127.0.0.1:{port}", account: "5678", zone: 4}}}}
+timeline:
+  - {{at: 10, device: panel, incident: breach, duration: 20}}
+"""
+    )
+    runner = ScenarioRunner(scenario, RunOptions(speed=30))
+    stats = await runner.run()
+    server.close()
+    await server.wait_closed()
+    tx = runner.serial["panel"]
+    assert isinstance(tx, SiaDc09Transmitter)
+    assert tx.stats.acked == stats.emitted == len(received) == 4  # 130 and 131, new and restore
+    decoded = [DC09.decode(RawFrame("t", DC09.id, m, NOW)) for m in received]
+    assert {d.attributes["account"] for d in decoded} == {"5678"}
+    assert [d.attributes["sequence"] for d in decoded] == sorted(
+        d.attributes["sequence"] for d in decoded
+    )
