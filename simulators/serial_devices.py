@@ -2,7 +2,8 @@
 
 - `Gbt26875Transmitter`: a GB/T 26875.3 user information transmission device. Every `send data`
   frame waits for the receiver's confirm (same serial number, command 3); without one it is sent
-  again after `timeout_s` (the standard recommends at most 10 s and 3 retries).
+  again after `timeout_s` (the standard recommends at most 10 s and 3 retries), and at once after a
+  deny (command 6).
 - `LineDevice`: a device that only talks (a Contact ID panel's receiver line output): writes each
   emission as it comes, including split writes and garbage from faults.
 
@@ -73,7 +74,7 @@ class Gbt26875Transmitter(LineDevice):
         super().__init__(port)
         self.timeout_s = timeout_s
         self.retries = retries
-        self._confirms: asyncio.Queue[int] = asyncio.Queue()
+        self._replies: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         self._buffer = StreamBuffer(Gbt26875Framer())
         self._reader_fd: int | None = None
 
@@ -92,8 +93,8 @@ class Gbt26875Transmitter(LineDevice):
             known = frame.command in {c.value for c in Command}
             kind = Command(frame.command).name.lower() if known else "other"
             self.stats.replies[kind] += 1
-            if frame.command == Command.CONFIRM:
-                self._confirms.put_nowait(frame.serial)
+            if frame.command in {Command.CONFIRM, Command.DENY}:
+                self._replies.put_nowait((frame.command, frame.serial))
 
     def _start_reading(self) -> None:
         if self._reader_fd is None and self.port.plugged:
@@ -141,9 +142,9 @@ class Gbt26875Transmitter(LineDevice):
         while (remaining := deadline - loop.time()) > 0:
             try:
                 async with asyncio.timeout(remaining):
-                    got = await self._confirms.get()
+                    command, got = await self._replies.get()
             except TimeoutError:
                 return False
             if got == serial:
-                return True
+                return command == Command.CONFIRM  # a deny is answered by sending again at once
         return False

@@ -15,7 +15,7 @@ from firmware_adapters.codecs.ip.sia_dc09 import nak_reply, reply_for
 from firmware_adapters.codecs.modbus.dfrobot_sen0492 import CODEC as SEN0492
 from firmware_adapters.codecs.serial.ademco_contact_id import CODEC as CONTACT_ID
 from firmware_adapters.codecs.serial.gbt26875_3 import CODEC as GBT
-from firmware_adapters.codecs.serial.gbt26875_3 import confirm_reply
+from firmware_adapters.codecs.serial.gbt26875_3 import confirm_reply, deny_reply
 from firmware_adapters.framing.base import StreamBuffer
 from firmware_adapters.framing.gbt26875 import Gbt26875Framer
 from simulators.ip_devices import SiaDc09Transmitter
@@ -99,6 +99,37 @@ async def test_gbt_transmitter_is_confirmed_by_a_receiver(tmp_path: Path) -> Non
     assert tx.stats.retries == 0
     readings = GBT.decode(RawFrame("t", GBT.id, got, NOW)).readings
     assert any(r.metric.value == "fire_alarm" and r.value is True for r in readings)
+
+
+async def test_gbt_transmitter_sends_again_at_once_after_a_deny(tmp_path: Path) -> None:
+    link = tmp_path / "ttyGBT"
+    with PtyPort(link) as port:
+        tx = Gbt26875Transmitter(port, timeout_s=5.0)
+        agent = open_agent(link)
+        frame = GBT.encode({"serial": 3, "fault": True})
+        stream = StreamBuffer(Gbt26875Framer())
+        seen: list[bytes] = []
+
+        async def receiver() -> None:
+            loop = asyncio.get_running_loop()
+            while len(seen) < 2:
+                data = await loop.run_in_executor(None, read_for, agent, 0.05)
+                for got in stream.feed(data):
+                    seen.append(got)
+                    reply = deny_reply(got, NOW) if len(seen) == 1 else confirm_reply(got, NOW)
+                    os.write(agent, reply)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ok, _ = await asyncio.gather(tx.send(frame), receiver())
+        elapsed = loop.time() - started
+        tx.close()
+        os.close(agent)
+    assert ok
+    assert seen == [frame, frame]
+    assert tx.stats.retries == 1
+    assert tx.stats.replies["deny"] == 1
+    assert elapsed < 2.0  # not the 5 s timeout
 
 
 async def test_gbt_transmitter_retries_without_confirm(tmp_path: Path) -> None:
