@@ -252,17 +252,22 @@ class SplitWrites:
     def apply(self, emissions: Sequence[Emission], rng: Rng) -> list[Emission]:
         """Split every covered emission into several writes."""
         out: list[Emission] = []
+        busy_until: dict[
+            str, float
+        ] = {}  # pieces of one device never interleave with the next write
         for e in emissions:
             if len(e.payload) <= 1 or not self.scope.covers(e.device_id, e.t):
                 out.append(e)
                 continue
-            pos, n = 0, 0
+            t = max(e.t, busy_until.get(e.device_id, e.t))
+            pos = 0
             while pos < len(e.payload):
                 size = int(rng.integers(1, self.max_chunk + 1))
                 chunk = e.payload[pos : pos + size]
-                out.append(e.tagged("split_writes", payload=chunk, t=e.t + n * self.gap_s))
+                out.append(e.tagged("split_writes", payload=chunk, t=t))
                 pos += size
-                n += 1
+                t += self.gap_s
+            busy_until[e.device_id] = t
         return out
 
 
