@@ -27,9 +27,11 @@ def reassemble(emissions: list[Emission]) -> tuple[list[bytes], StreamBuffer]:
 @given(seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 16))
 def test_split_writes_and_garbage_lose_no_frame(seed: int, chunk: int) -> None:
     faults: list[Fault] = [Garbage(p=0.5, max_len=40), SplitWrites(max_chunk=chunk)]
-    frames, buffer = reassemble(apply_byte_faults(EMISSIONS, faults, seed))
+    faulty = apply_byte_faults(EMISSIONS, faults, seed)
+    frames, buffer = reassemble(faulty)
     assert frames == FRAMES
-    assert buffer.framer.errors.total() >= 0
+    if any("garbage" in e.tags for e in faulty):
+        assert buffer.framer.errors.total() >= 1  # the noise was seen and counted, not passed on
 
 
 @settings(max_examples=60, deadline=None)
