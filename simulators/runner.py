@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,9 +66,9 @@ class RunOptions:
     gbt_timeout_s: float = 10.0
     duration: float | None = None
     receiver: str | None = None
+    """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
     drain_s: float = 1.0
     """How long serial and DC-09 devices may finish their last exchange after the scenario ends."""
-    """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
 
 
 class ScenarioRunner:
@@ -113,7 +114,8 @@ class ScenarioRunner:
         if self._needs_mqtt():
             if self.options.broker_url is None:
                 raise ValueError("this scenario has MQTT devices: give a broker URL")
-            self.publisher = MqttPublisher(self.options.broker_url, f"propsim-{self.scenario.name}")
+            client_id = f"propsim-{self.scenario.name}-{os.getpid()}-{id(self):x}"
+            self.publisher = MqttPublisher(self.options.broker_url, client_id)
             await self.publisher.connect()
             zigbee = [
                 ZigbeeDevice.from_device(d)
