@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from core.types import DecodeResult, RawFrame
+from firmware_adapters.codec import Codec, DeviceClass, Encoder, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Choice, Decoded, Field, FieldError, Key, Skip, Text, hex_text
-from firmware_adapters.lorawan import field_error, finish, fport_of
+from firmware_adapters.lorawan import chirpstack_aware, field_error, finish, fport_of
 
 FPORT = 85
 Table = Mapping[tuple[int, int], Field]
@@ -145,3 +146,33 @@ def _covers(values: Mapping[str, object], names: set[str], spec: Field) -> bool:
     if isinstance(spec, Choice):  # a choice is written from its state name or from its flag
         return spec.attribute in values or (spec.flag is not None and spec.flag.value in values)
     return names <= values.keys()
+
+
+def tlv_codec(
+    codec_id: str,
+    device_class: DeviceClass,
+    description: str,
+    table: Table,
+    module_file: str,
+    *,
+    encode: Encoder | None = None,
+) -> Codec:
+    """The `Codec` of a Milesight model whose payload is fully described by its channel table.
+
+    `encode` replaces the table encoder where a model needs more (history records, derived fields).
+    """
+
+    def decode(frame: RawFrame) -> DecodeResult:
+        return decode_tlv(frame, codec_id, table)
+
+    def encode_table(values: Mapping[str, object]) -> bytes:
+        return encode_tlv(values, table)
+
+    return Codec(
+        codec_id,
+        device_class,
+        description,
+        chirpstack_aware(codec_id, decode),
+        encode or encode_table,
+        vectors_beside(module_file),
+    )

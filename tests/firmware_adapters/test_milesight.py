@@ -64,9 +64,9 @@ def test_readings_carry_device_time_and_codec() -> None:
 
 
 def test_encoder_prefers_the_alarm_channel_when_the_alarm_is_given() -> None:
-    plain = milesight_em400_udl.encode({"temperature_c": 23.2, "distance_mm": 1601})
+    plain = milesight_em400_udl.CODEC.encode({"temperature_c": 23.2, "distance_mm": 1601})
     assert plain == bytes.fromhex("0367e800" + "04824106")
-    alarm = milesight_em400_udl.encode(
+    alarm = milesight_em400_udl.CODEC.encode(
         {
             "temperature_c": 23.2,
             "temperature_alarm": "threshold_alarm",
@@ -78,7 +78,7 @@ def test_encoder_prefers_the_alarm_channel_when_the_alarm_is_given() -> None:
 
 
 def test_ws301_flags_encode_from_metrics_and_serial_number() -> None:
-    payload = milesight_ws301.encode(
+    payload = milesight_ws301.CODEC.encode(
         {"battery_pct": 100, "contact_open": True, "tamper": False, "sn": "6136c1987654"}
     )
     assert payload == bytes.fromhex("ff086136c1987654" + "017564" + "030001" + "040000")

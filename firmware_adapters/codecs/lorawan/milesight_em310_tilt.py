@@ -10,14 +10,10 @@ Encoder keys: `battery_pct`, `tilt_x_deg`, `tilt_y_deg`, `tilt_z_deg`, `threshol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.fields import Bits, Group, s16le, u8
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import EM_ATTRIBUTES, tlv_codec
 
 ID = "lorawan.milesight.em310_tilt"
 TABLE = {
@@ -32,21 +28,6 @@ TABLE = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
-    ID,
-    DeviceClass.MANHOLE,
-    "Milesight EM310-TILT three-axis tilt sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+CODEC = tlv_codec(
+    ID, DeviceClass.MANHOLE, "Milesight EM310-TILT three-axis tilt sensor", TABLE, __file__
 )

@@ -9,14 +9,10 @@ Encoder keys: `battery_pct`, `distance_mm`, `position` (or `tilt_alarm`), `sn` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.fields import Choice, u8, u16le
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import EM_ATTRIBUTES, tlv_codec
 
 ID = "lorawan.milesight.em310_udl"
 TABLE = {
@@ -27,21 +23,6 @@ TABLE = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
-    ID,
-    DeviceClass.BIN,
-    "Milesight EM310-UDL ultrasonic distance sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+CODEC = tlv_codec(
+    ID, DeviceClass.BIN, "Milesight EM310-UDL ultrasonic distance sensor", TABLE, __file__
 )

@@ -15,12 +15,10 @@ import struct
 from collections.abc import Mapping
 
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Decoded, Field, u8
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import EM_ATTRIBUTES, encode_tlv, tlv_codec
 
 ID = "lorawan.milesight.em320_tilt"
 _WORDS = struct.Struct("<hhh")
@@ -67,11 +65,6 @@ TABLE: dict[tuple[int, int], Field] = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
 def encode(values: Mapping[str, object]) -> bytes:
     """Build an uplink payload from the values named in the module docstring."""
     full = dict(values)
@@ -81,11 +74,11 @@ def encode(values: Mapping[str, object]) -> bytes:
     return encode_tlv(full, TABLE)
 
 
-CODEC = Codec(
+CODEC = tlv_codec(
     ID,
     DeviceClass.MANHOLE,
     "Milesight EM320-TILT three-axis tilt sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+    TABLE,
+    __file__,
+    encode=encode,
 )

@@ -11,44 +11,18 @@ Encoder keys: `battery_pct`, `temperature_c`, `distance_mm`, `position` (or `til
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.fields import Choice, Group, s16le, u8, u16le
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, THRESHOLD_ALARM, decode_tlv, encode_tlv
+from firmware_adapters.codec import DeviceClass
+from firmware_adapters.codecs.lorawan.milesight_em400_udl import TABLE
+from firmware_adapters.milesight import tlv_codec
 
 ID = "lorawan.milesight.em400_mud"
-TABLE = {
-    **EM_ATTRIBUTES,
-    (0x01, 0x75): u8(Metric.BATTERY_PCT),
-    (0x03, 0x67): s16le(Metric.TEMPERATURE_C, 0.1),
-    (0x04, 0x82): u16le(Metric.DISTANCE_MM),
-    (0x05, 0x00): Choice("position", {0: "normal", 1: "tilt"}, Metric.TILT_ALARM, ("tilt",)),
-    (0x83, 0x67): Group(
-        s16le(Metric.TEMPERATURE_C, 0.1), Choice("temperature_alarm", THRESHOLD_ALARM)
-    ),
-    (0x84, 0x82): Group(u16le(Metric.DISTANCE_MM), Choice("distance_alarm", THRESHOLD_ALARM)),
-}
+# The MUD variant differs from the UDL in its probe and range, not in its payload.
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
+CODEC = tlv_codec(
     ID,
     DeviceClass.BIN,
     "Milesight EM400-MUD multi-purpose ultrasonic distance sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+    TABLE,
+    __file__,
 )

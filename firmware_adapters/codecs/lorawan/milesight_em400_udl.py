@@ -11,14 +11,10 @@ Encoder keys: `battery_pct`, `temperature_c`, `distance_mm`, `position` (or `til
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.fields import Choice, Group, s16le, u8, u16le
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, THRESHOLD_ALARM, decode_tlv, encode_tlv
+from firmware_adapters.milesight import EM_ATTRIBUTES, THRESHOLD_ALARM, tlv_codec
 
 ID = "lorawan.milesight.em400_udl"
 TABLE = {
@@ -34,21 +30,6 @@ TABLE = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
-    ID,
-    DeviceClass.BIN,
-    "Milesight EM400-UDL ultrasonic distance sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+CODEC = tlv_codec(
+    ID, DeviceClass.BIN, "Milesight EM400-UDL ultrasonic distance sensor", TABLE, __file__
 )

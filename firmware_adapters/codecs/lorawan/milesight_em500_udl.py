@@ -17,12 +17,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Choice, Decoded, Field, Group, u8, u16le
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import EM_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import EM_ATTRIBUTES, encode_tlv, tlv_codec
 
 ID = "lorawan.milesight.em500_udl"
 _RECORD = struct.Struct("<IH")
@@ -65,11 +63,6 @@ TABLE: dict[tuple[int, int], Field] = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
 def encode(values: Mapping[str, object]) -> bytes:
     """Build an uplink payload from the values named in the module docstring."""
     rest = {k: v for k, v in values.items() if k != "history"}
@@ -82,11 +75,11 @@ def encode(values: Mapping[str, object]) -> bytes:
     return (encode_tlv(rest, TABLE) if rest else b"") + records
 
 
-CODEC = Codec(
+CODEC = tlv_codec(
     ID,
     DeviceClass.BIN,
     "Milesight EM500-UDL ultrasonic distance sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+    TABLE,
+    __file__,
+    encode=encode,
 )

@@ -10,14 +10,10 @@ Encoder keys: `battery_pct`, `occupancy` (or `pir`), `daylight` (`dark`/`light`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.fields import Choice, u8
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import WS_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import WS_ATTRIBUTES, tlv_codec
 
 ID = "lorawan.milesight.ws202"
 TABLE = {
@@ -28,21 +24,6 @@ TABLE = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
-    ID,
-    DeviceClass.PERIMETER,
-    "Milesight WS202 PIR motion and light sensor",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+CODEC = tlv_codec(
+    ID, DeviceClass.PERIMETER, "Milesight WS202 PIR motion and light sensor", TABLE, __file__
 )

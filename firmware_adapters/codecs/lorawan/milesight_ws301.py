@@ -11,14 +11,10 @@ Encoder keys: `battery_pct`, `contact_open` (or `magnet_status`), `tamper` (or `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
+from firmware_adapters.codec import DeviceClass
 from firmware_adapters.fields import Choice, u8
-from firmware_adapters.lorawan import chirpstack_aware
-from firmware_adapters.milesight import WS_ATTRIBUTES, decode_tlv, encode_tlv
+from firmware_adapters.milesight import WS_ATTRIBUTES, tlv_codec
 
 ID = "lorawan.milesight.ws301"
 TABLE = {
@@ -31,21 +27,6 @@ TABLE = {
 }
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode one uplink."""
-    return decode_tlv(frame, ID, TABLE)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build an uplink payload from the values named in the module docstring."""
-    return encode_tlv(values, TABLE)
-
-
-CODEC = Codec(
-    ID,
-    DeviceClass.PERIMETER,
-    "Milesight WS301 magnetic door/window contact",
-    chirpstack_aware(ID, decode),
-    encode,
-    vectors_beside(__file__),
+CODEC = tlv_codec(
+    ID, DeviceClass.PERIMETER, "Milesight WS301 magnetic door/window contact", TABLE, __file__
 )
