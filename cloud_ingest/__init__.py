@@ -1,1 +1,1 @@
-"""cloud_ingest package."""
+"""The cloud side of Steward. So far: validation of uplink envelopes (`cloud-ingest validate`)."""

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cloud_ingest.cli import main
+from core.envelope_json import dumps
+from core.metrics import Metric
+from core.types import Envelope, Reading
+
+T0 = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def _envelope_file(tmp_path: Path) -> Path:
+    envelope = Envelope(
+        "gw-1", uuid.uuid4(), T0, (Reading("bin-1", Metric.FILL_PCT, 42.0, T0, codec_id="x.y.z"),)
+    )
+    path = tmp_path / "good.json"
+    path.write_bytes(dumps(envelope))
+    return path
+
+
+def test_valid_and_invalid_envelopes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _envelope_file(tmp_path)
+    bad = tmp_path / "bad.json"
+    doc = json.loads(good.read_text())
+    doc["readings"][0]["ts"] = "yesterday"
+    bad.write_text(json.dumps(doc))
+    assert main(["validate", str(good)]) == 0
+    assert main(["validate", str(good), str(bad), str(tmp_path / "missing.json")]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["ok"] is True
+    assert lines[0]["readings"] == 1
+    assert lines[2]["ok"] is True
+    assert lines[3] == {
+        "source": str(bad),
+        "ok": False,
+        "error": {"field": "readings[0].ts", "reason": "not an ISO 8601 time: 'yesterday'"},
+    }
+    assert lines[1]["ok"] is False
+    assert lines[1]["source"].endswith("missing.json")
+
+
+def test_console_script_reads_stdin(tmp_path: Path) -> None:
+    good = _envelope_file(tmp_path).read_text()
+    script = Path(sys.executable).parent / "cloud-ingest"
+    result = subprocess.run(
+        [script, "validate", "-"],
+        input=good + "\n{}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["ok"] is True
+    assert second["error"]["field"] == "schema_version"
+
+
+def test_no_command_is_a_usage_error() -> None:
+    assert main([]) == 2
