@@ -1,7 +1,8 @@
 """The local MQTT broker as a source: Zigbee2MQTT device state and ChirpStack v4 `up` events.
 
-aiomqtt reconnect loop (docs/reconnection.md) with jittered backoff. A persistent session with QoS 1
-subscriptions keeps messages that arrive while the agent restarts; the retained
+Messages come in batches from `MqttIntake` (paho-mqtt on the event loop, reading the socket in large
+chunks), with a reconnect loop and jittered backoff. A persistent session with QoS 1 subscriptions
+keeps messages that arrive while the agent restarts; the retained
 `zigbee2mqtt/bridge/devices` arrives on every (re)subscribe and refreshes the model index (models and
 exposes ride along in the frames), and `<name>/availability` messages become `online` readings.
 Zigbee devices bound by `friendly_name` keep their configured id; others are named by their friendly
@@ -17,12 +18,11 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-import aiomqtt
-
 from core.types import RawFrame
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import LocalMqttConfig
 from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.sources.mqtt_intake import MqttIntake, MqttIntakeError
 from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
 from firmware_adapters.errors import DecodeError
 from firmware_adapters.zigbee2mqtt_exposes import (
@@ -48,14 +48,20 @@ class MqttSource:
         ctx: SourceContext,
         client_id: str,
         backoff: Backoff | None = None,
+        max_pending: int = 2000,
     ) -> None:
-        """Prepare the source; nothing connects until `run()`."""
+        """Prepare the source; nothing connects until `run()`.
+
+        `max_pending` bounds the messages read from the broker but not yet handed to the pipeline;
+        beyond it the socket is not read, so a backlog waits in the broker.
+        """
         self.name = name
         self.broker = broker
         self.bindings = bindings
         self.ctx = ctx
         self.client_id = client_id
         self.backoff = backoff or Backoff(first=0.2, maximum=30.0)
+        self.max_pending = max_pending
         self.z2m_base = broker.zigbee2mqtt.base_topic if broker.zigbee2mqtt else None
         self.chirpstack_app = broker.chirpstack.application_id if broker.chirpstack else None
         self.index: dict[str, Z2mDevice] = {}
@@ -76,29 +82,36 @@ class MqttSource:
     async def run(self) -> None:
         """Connect, subscribe, move messages; reconnect with backoff, until cancelled."""
         while True:
+            intake = MqttIntake(
+                self.broker.host,
+                self.broker.port,
+                client_id=self.client_id,
+                topics=self.topics(),
+                keepalive_s=self.broker.keepalive_s,
+                max_pending=self.max_pending,
+                on_subscribed=self._subscribed,
+            )
+            keepalive: asyncio.Task[None] | None = None
             try:
-                async with aiomqtt.Client(
-                    self.broker.host,
-                    self.broker.port,
-                    identifier=self.client_id,
-                    clean_session=False,
-                    keepalive=self.broker.keepalive_s,
-                ) as client:
-                    for topic in self.topics():
-                        await client.subscribe(topic, qos=1)
-                    self.connected = True
-                    self.connections += 1
-                    self.backoff.reset()
-                    _LOG.info(
-                        "mqtt %s: connected to %s:%s", self.name, self.broker.host, self.broker.port
-                    )
-                    async for message in client.messages:
-                        await self.handle(str(message.topic), _payload(message.payload))
-            except aiomqtt.MqttError as err:
+                await intake.connect()
+                keepalive = asyncio.create_task(intake.keepalive(), name=f"mqtt-{self.name}-ping")
+                while True:
+                    for topic, payload in await intake.take():
+                        await self.handle(topic, payload)
+            except MqttIntakeError as err:
                 _LOG.warning("mqtt %s: %s", self.name, err)
             finally:
                 self.connected = False
+                if keepalive is not None:
+                    keepalive.cancel()
+                intake.close()
             await asyncio.sleep(self.backoff.next_delay())
+
+    def _subscribed(self) -> None:
+        self.connected = True
+        self.connections += 1
+        self.backoff.reset()
+        _LOG.info("mqtt %s: connected to %s:%s", self.name, self.broker.host, self.broker.port)
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """Route one message (public so tests can inject messages at the source boundary)."""
@@ -154,11 +167,3 @@ class MqttSource:
             event, device.codec, now, device_id=device.id, source_id=self.name
         )
         await self.ctx.submit(frame)
-
-
-def _payload(raw: object) -> bytes:
-    if isinstance(raw, bytes | bytearray):
-        return bytes(raw)
-    if raw is None:
-        return b""
-    return str(raw).encode()
