@@ -143,7 +143,9 @@ CATALOG: Final[dict[Metric, MetricSpec]] = {
     Metric.ALARMS_TOTAL: _counter("", "alarm events emitted"),
     Metric.OUTBOX_DEPTH: _gauge("", 0, math.inf, "records waiting in the outbox"),
     Metric.OUTBOX_DROPPED_TOTAL: _counter("", "telemetry records dropped by a full outbox"),
-    Metric.FRAMES_DROPPED_TOTAL: _counter("", "frames dropped because the gateway's queue was full"),
+    Metric.FRAMES_DROPPED_TOTAL: _counter(
+        "", "frames dropped because the gateway's queue was full"
+    ),
 }
 
 
