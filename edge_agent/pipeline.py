@@ -71,8 +71,14 @@ class Pipeline:
         queue_size: int = 10_000,
         batch_size: int = 200,
         linger_s: float = 0.005,
+        busy_batch_size: int = 4000,
     ) -> None:
-        """Wire the pipeline; nothing runs until `run()` is awaited."""
+        """Wire the pipeline; nothing runs until `run()` is awaited.
+
+        `batch_size` frames are decoded at a time (between them the worker yields to the event
+        loop); when more than that are already waiting, up to `busy_batch_size` frames share one
+        outbox transaction, so the number of disk flushes per second stays flat as load grows.
+        """
         self.gateway_id = gateway_id
         self.codecs = codecs
         self.engine = engine
@@ -81,6 +87,7 @@ class Pipeline:
         self.clock = clock
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.busy_batch_size = max(busy_batch_size, batch_size)
         self.stats = PipelineStats()
         self.listeners: list[AlarmListener] = []
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
@@ -118,10 +125,12 @@ class Pipeline:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        """Process frames forever, in batches of up to `batch_size`.
+        """Process frames forever, in batches of up to `batch_size` (`busy_batch_size` when busy).
 
         After the first frame of a batch the worker lingers up to `linger_s` for more, so a trickle
-        of frames shares one outbox transaction (one disk flush) instead of paying one each.
+        of frames shares one outbox transaction (one disk flush) instead of paying one each. When a
+        full batch is there at once, the worker is behind: it takes everything waiting, up to
+        `busy_batch_size`, into the same transaction (what queued up during the previous flush).
         """
         loop = asyncio.get_running_loop()
         while True:
@@ -139,13 +148,16 @@ class Pipeline:
                         items.append(await self._queue.get())
                 except TimeoutError:
                     break
+            queue = self._queue
+            while len(items) < self.busy_batch_size and not queue.empty():
+                items.append(queue.get_nowait())
             await self._process_items(items)
 
     async def drain(self) -> None:
         """Process every frame still queued (used on shutdown)."""
         while not self._queue.empty():
             items: list[_Item] = []
-            while len(items) < self.batch_size and not self._queue.empty():
+            while len(items) < self.busy_batch_size and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             await self._process_items(items)
 
@@ -164,16 +176,24 @@ class Pipeline:
                 done.set_result(None)
 
     async def process(self, frames: Sequence[RawFrame]) -> None:
-        """Decode frames, run rules, and store the results in one outbox transaction."""
-        now = self.clock.now()
+        """Decode frames, run rules, and store the results in one outbox transaction.
+
+        Frames are decoded `batch_size` at a time, yielding to the event loop in between, so a
+        large batch does not hold up the sources.
+        """
         readings: list[Reading] = []
         events: list[AlarmEvent] = []
         letters: list[DeadLetter] = []
-        for frame in frames:
-            decoded = self._decode(frame, letters)
-            for reading in decoded:
-                readings.append(reading)
-                events.extend(self.engine.observe(reading, now))
+        observe = self.engine.observe
+        step = self.batch_size
+        for start in range(0, len(frames), step):
+            if start:
+                await asyncio.sleep(0)
+            now = self.clock.now()
+            for frame in frames[start : start + step]:
+                for reading in self._decode(frame, letters):
+                    readings.append(reading)
+                    events.extend(observe(reading, now))
         await self._store(readings, events)
         if letters:
             self.dead_letters.add_many(letters)

@@ -37,6 +37,9 @@ _ALARM: Final = 0
 _READING: Final = 1
 _KINDS: Final = {_ALARM: RecordKind.ALARM, _READING: RecordKind.READING}
 
+_RECENT_MAX: Final = 10_000
+"""Records kept decoded in memory after a put, so `begin` need not parse them back from JSON."""
+
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,6 +77,8 @@ class SqliteOutbox:
         self._rejected = 0
         self._damaged = 0
         self._stats = OutboxStats(0, 0, 0, 0)
+        # The oldest records put since the start (up to _RECENT_MAX), by id; worker thread only.
+        self._recent: dict[int, Reading | AlarmEvent] | None = {}
 
     @classmethod
     async def create(cls, path: Path | str, limits: OutboxLimits | None = None) -> SqliteOutbox:
@@ -154,6 +159,7 @@ class SqliteOutbox:
 
     def _put_sync(self, readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> None:
         rows: list[tuple[int, str, int]] = []
+        items: list[Reading | AlarmEvent] = [*events, *readings]
         for event in events:
             text = encode_event(event)
             rows.append((_ALARM, text, len(text.encode())))
@@ -163,11 +169,16 @@ class SqliteOutbox:
         conn = self._db()
         with self._transaction(conn):
             conn.executemany("INSERT INTO records (kind, body, size) VALUES (?, ?, ?)", rows)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             for kind, _, size in rows:
                 self._depth[kind] += 1
                 self._bytes[kind] += size
             if self._over():
                 self._drop_oldest_telemetry(conn)
+        recent = self._recent
+        if recent is not None and len(recent) + len(items) <= _RECENT_MAX:
+            # AUTOINCREMENT ids of one transaction with a single writer are consecutive.
+            recent.update(zip(range(last - len(items) + 1, last + 1), items, strict=True))
         self._publish_stats()
 
     def _drop_oldest_telemetry(self, conn: sqlite3.Connection) -> None:
@@ -186,6 +197,8 @@ class SqliteOutbox:
         if last is None:
             return
         conn.execute("DELETE FROM records WHERE kind = 1 AND batch IS NULL AND id <= ?", (last,))
+        # Dropping means a backlog the cache would not help with; stop caching until it drains.
+        self._recent = None
         self._depth[_READING] -= count
         self._bytes[_READING] -= size_total
         self._dropped += count
@@ -233,15 +246,18 @@ class SqliteOutbox:
         records: list[OutboxRecord] = []
         sizes: dict[int, tuple[int, int]] = {}
         damaged: list[tuple[int, int, str, str]] = []
+        recent = self._recent or {}
         for rid, kind, body, size in conn.execute(
             "SELECT id, kind, body, size FROM records WHERE batch = ? ORDER BY kind, id",
             (str(batch_id),),
         ).fetchall():
-            try:
-                item = decode_record(_KINDS[kind], body)
-            except (EnvelopeError, ValueError, KeyError) as err:
-                damaged.append((rid, kind, body, f"{type(err).__name__}: {err}"))
-                continue
+            item = recent.pop(rid, None)
+            if item is None:
+                try:
+                    item = decode_record(_KINDS[kind], body)
+                except (EnvelopeError, ValueError, KeyError) as err:
+                    damaged.append((rid, kind, body, f"{type(err).__name__}: {err}"))
+                    continue
             records.append(OutboxRecord(rid, _KINDS[kind], item))
             sizes[rid] = (kind, size)
         for rid, kind, body, reason in damaged:
@@ -288,6 +304,8 @@ class SqliteOutbox:
         self._rejected += len(rejected_only)
         self._open_batch = None
         self._open_sizes = {}
+        if self._recent is None and self._depth[_ALARM] + self._depth[_READING] == 0:
+            self._recent = {}
         if self._over():
             with self._transaction(conn):
                 self._drop_oldest_telemetry(conn)

@@ -45,7 +45,7 @@ class MqttIntakeError(ConnectionError):
 class _ChunkedClient(paho.Client):
     """A paho client whose reads come from one large `recv` instead of one per header field."""
 
-    def __init__(self, client_id: str) -> None:
+    def __init__(self, client_id: str, sink: Callable[[str, bytes], None]) -> None:
         super().__init__(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -54,6 +54,8 @@ class _ChunkedClient(paho.Client):
         )
         self._chunk = b""
         self._pos = 0
+        self._sink = sink
+        self.bad_topics = 0
 
     def _sock_recv(self, bufsize: int) -> bytes:
         pos, chunk = self._pos, self._chunk
@@ -65,6 +67,16 @@ class _ChunkedClient(paho.Client):
         end = min(pos + bufsize, len(chunk))
         self._pos = end
         return chunk[pos:end]
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # One sink takes every message: paho's per-topic callback matcher is skipped.
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self.bad_topics += 1
+            return
+        payload = message.payload
+        self._sink(topic, payload if type(payload) is bytes else bytes(payload))
 
     def read_available(self) -> MQTTErrorCode:
         """Read and handle every packet the socket has ready (and those already buffered)."""
@@ -106,8 +118,8 @@ class MqttIntake:
         self.max_pending = max_pending
         self.subscribed = False
         self._on_subscribed = on_subscribed
-        self._client = _ChunkedClient(client_id)
         self._pending: list[Message] = []
+        self._client = _ChunkedClient(client_id, self._received)
         self._ready = asyncio.Event()
         self._lost: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,7 +128,6 @@ class MqttIntake:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
 
     # --- paho callbacks (called from the event loop, inside paho's read/misc calls) -------------
 
@@ -159,9 +170,8 @@ class MqttIntake:
     ) -> None:
         self._fail(f"disconnected: {reason}")
 
-    def _on_message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
-        payload = msg.payload
-        self._pending.append((msg.topic, payload if type(payload) is bytes else bytes(payload)))
+    def _received(self, topic: str, payload: bytes) -> None:
+        self._pending.append((topic, payload))
 
     def _fail(self, why: str) -> None:
         if self._lost is not None and not self._lost.done():
@@ -261,6 +271,11 @@ class MqttIntake:
                 self._fail("keepalive: no answer from the broker")
                 return
             await asyncio.sleep(1.0)
+
+    @property
+    def bad_topics(self) -> int:
+        """Messages dropped because their topic was not valid UTF-8."""
+        return self._client.bad_topics
 
     def close(self) -> None:
         """Stop reading and close the socket (the persistent session stays on the broker)."""
