@@ -6,16 +6,17 @@ from edge_agent.bindings import BindingsHolder
 from edge_agent.config import EdgeConfig
 from edge_agent.sources.base import Backoff, Source, SourceContext
 from edge_agent.sources.dc09 import Dc09Receiver, sia_dc09_answer
-from edge_agent.sources.modbus_poll import Block, ModbusBusSource, PolledDevice
 from edge_agent.sources.mqtt import MqttSource
 from edge_agent.sources.replies import REPLIES
-from edge_agent.sources.serial import SerialSource
 from firmware_adapters.registry import CODECS
 
 
 def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHolder) -> list[Source]:
     """Return one source per configured port, bus, receiver and broker (config already validated)."""
     sources: list[Source] = []
+    if config.sources.serial:
+        # pyserial and pymodbus are imported only by configs that use them (they cost RSS).
+        from edge_agent.sources.serial import SerialSource  # noqa: PLC0415
     for serial_cfg in config.sources.serial:
         make_framer = CODECS[serial_cfg.codec].framer
         if make_framer is None:  # excluded by config validation
@@ -32,6 +33,12 @@ def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHold
                 reply=REPLIES.get(serial_cfg.codec),
                 backoff=Backoff(first=0.2, maximum=serial_cfg.reopen_max_s),
             )
+        )
+    if config.sources.modbus:
+        from edge_agent.sources.modbus_poll import (  # noqa: PLC0415
+            Block,
+            ModbusBusSource,
+            PolledDevice,
         )
     for bus in config.sources.modbus:
         devices = [
