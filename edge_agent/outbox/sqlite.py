@@ -29,7 +29,7 @@ from edge_agent.outbox.base import (
     ReadySignal,
     RecordKind,
 )
-from edge_agent.outbox.records import decode_record, encode_event, encode_reading
+from edge_agent.outbox.records import decode_record, encode_event, encode_reading, utf8_size
 
 _T = TypeVar("_T")
 
@@ -162,10 +162,10 @@ class SqliteOutbox:
         items: list[Reading | AlarmEvent] = [*events, *readings]
         for event in events:
             text = encode_event(event)
-            rows.append((_ALARM, text, len(text.encode())))
+            rows.append((_ALARM, text, utf8_size(text)))
         for reading in readings:
             text = encode_reading(reading)
-            rows.append((_READING, text, len(text.encode())))
+            rows.append((_READING, text, utf8_size(text)))
         conn = self._db()
         with self._transaction(conn):
             conn.executemany("INSERT INTO records (kind, body, size) VALUES (?, ?, ?)", rows)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import paho.mqtt.client as paho
+from paho.mqtt._packet import decode_publish
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -67,6 +68,21 @@ class _ChunkedClient(paho.Client):
         end = min(pos + bufsize, len(chunk))
         self._pos = end
         return chunk[pos:end]
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        command = self._in_packet["command"]
+        if command & 0x06:
+            return super()._handle_publish()  # QoS 1 and 2: paho acknowledges them
+        # QoS 0 (what Zigbee2MQTT and ChirpStack publish): parsed by paho, with no message object.
+        result = decode_publish(command, self._in_packet["packet"], self._protocol)
+        try:
+            topic = result.topic.decode()
+        except UnicodeDecodeError:
+            self.bad_topics += 1
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        payload = result.payload
+        self._sink(topic, payload if type(payload) is bytes else bytes(payload))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
         # One sink takes every message: paho's per-topic callback matcher is skipped.
