@@ -141,6 +141,8 @@ class MqttIntake:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = -1
         self._reading = False
+        self.pauses = 0
+        """Times reading stopped because `max_pending` messages were waiting to be taken."""
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
@@ -230,6 +232,7 @@ class MqttIntake:
         if self._reading and self._loop is not None:
             self._loop.remove_reader(self._fd)
             self._reading = False
+            self.pauses += 1
 
     def _resume(self) -> None:
         if not self._reading and self._loop is not None and self._fd >= 0:
