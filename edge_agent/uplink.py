@@ -29,7 +29,7 @@ import aiomqtt
 from core.clock import Clock, SystemClock
 from core.envelope_json import dumps
 from core.types import Envelope
-from edge_agent.outbox.base import Outbox
+from edge_agent.outbox.base import Batch, Outbox
 from edge_agent.uplink_settings import UplinkSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -235,21 +235,12 @@ class Uplink:
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         s = self.settings
+        batch: Batch | None = None
         while True:
-            stats = await self.outbox.wait_ready(1, timeout=None if not self._flushing else 0.05)
-            if stats.depth == 0:
-                self._idle.set()
-                continue
-            if (
-                not self._flushing
-                and stats.alarm_depth == 0
-                and stats.in_flight == 0
-                and stats.depth < s.batch_max_items
-            ):
-                await self.outbox.wait_ready(s.batch_max_items, timeout=s.batch_max_wait_s)
-            batch = await self.outbox.begin(s.batch_max_items, s.batch_max_bytes)
             if batch is None:
-                continue
+                batch = await self._next_batch()
+                if batch is None:
+                    continue
             envelope = Envelope(
                 gateway_id=self.gateway_id,
                 batch_id=batch.batch_id,
@@ -264,11 +255,36 @@ class Uplink:
                 # No PUBACK: nothing is committed; the batch stays open for the retry.
                 self.counters.publish_failures += 1
                 raise
-            await self.outbox.end(batch, accepted=batch.ids)
+            sent = batch
+            stats = await self.outbox.stats()
+            if stats.depth - len(sent.records) >= s.batch_max_items:
+                # Busy: commit this batch and open a full next one in one transaction.
+                batch = await self.outbox.end_and_begin(
+                    sent, sent.ids, s.batch_max_items, s.batch_max_bytes
+                )
+            else:
+                await self.outbox.end(sent, accepted=sent.ids)
+                batch = None
             self.counters.batches_sent += 1
-            self.counters.records_sent += len(batch.records)
+            self.counters.records_sent += len(sent.records)
             self.counters.bytes_sent += len(payload)
             self._idle.set()
+
+    async def _next_batch(self) -> Batch | None:
+        """Wait for records (a full batch, or `batch_max_wait_s`; alarms at once) and begin."""
+        s = self.settings
+        stats = await self.outbox.wait_ready(1, timeout=None if not self._flushing else 0.05)
+        if stats.depth == 0:
+            self._idle.set()
+            return None
+        if (
+            not self._flushing
+            and stats.alarm_depth == 0
+            and stats.in_flight == 0
+            and stats.depth < s.batch_max_items
+        ):
+            await self.outbox.wait_ready(s.batch_max_items, timeout=s.batch_max_wait_s)
+        return await self.outbox.begin(s.batch_max_items, s.batch_max_bytes)
 
     async def _config_loop(self, client: aiomqtt.Client) -> None:
         if self._on_config is None:

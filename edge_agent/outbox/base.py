@@ -15,6 +15,7 @@ Guarantees every implementation keeps (checked by tests/edge_agent/test_outbox_c
 - `end` with nothing accepted and nothing rejected leaves the batch open (a retry reuses its id).
   Otherwise accepted and rejected records are deleted (rejected ones are counted) and the rest of the
   batch goes back to the queue in its original place.
+- `end_and_begin` is `end` followed by `begin`, atomically for a durable outbox.
 """
 
 from __future__ import annotations
@@ -111,6 +112,14 @@ class Outbox(Protocol):
         self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int] = ()
     ) -> None:
         """Close `batch`: delete accepted and rejected record ids; the rest stays queued."""
+
+    async def end_and_begin(
+        self, batch: Batch, accepted: Sequence[int], max_items: int, max_bytes: int | None = None
+    ) -> Batch | None:
+        """`end(batch, accepted)` then `begin(max_items, max_bytes)`, in one transaction if durable.
+
+        A busy uplink commits one batch and opens the next with one disk flush instead of two.
+        """
 
     async def stats(self) -> OutboxStats:
         """Return the current counters."""

@@ -144,6 +144,13 @@ class MemoryOutbox:
         self._rejected += len(set(rejected) - set(accepted))
         self._open = None
 
+    async def end_and_begin(
+        self, batch: Batch, accepted: Sequence[int], max_items: int, max_bytes: int | None = None
+    ) -> Batch | None:
+        """Close `batch` with `accepted`, then open the next batch."""
+        await self.end(batch, accepted)
+        return await self.begin(max_items, max_bytes)
+
     async def stats(self) -> OutboxStats:
         """Return depths (including the open batch), drops and bytes."""
         return OutboxStats(

@@ -65,6 +65,9 @@ class SqliteOutbox:
         self.path = Path(path)
         self._limits = limits or OutboxLimits()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-sqlite")
+        # Records are turned into JSON on a second thread, so a large put does not hold the SQLite
+        # thread (and the uplink's begin/end queued behind it) while it encodes.
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-encode")
         self._conn: sqlite3.Connection | None = None
         self._signal = ReadySignal()
         self._open_batch: Batch | None = None
@@ -157,15 +160,26 @@ class SqliteOutbox:
             max_bytes is not None and self._bytes[_READING] - extra_bytes > max_bytes
         )
 
-    def _put_sync(self, readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> None:
+    @staticmethod
+    def _encode(
+        readings: Sequence[Reading], events: Sequence[AlarmEvent]
+    ) -> list[tuple[int, str, int]]:
         rows: list[tuple[int, str, int]] = []
-        items: list[Reading | AlarmEvent] = [*events, *readings]
         for event in events:
             text = encode_event(event)
             rows.append((_ALARM, text, utf8_size(text)))
         for reading in readings:
             text = encode_reading(reading)
             rows.append((_READING, text, utf8_size(text)))
+        return rows
+
+    def _put_sync(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[AlarmEvent],
+        rows: list[tuple[int, str, int]],
+    ) -> None:
+        items: list[Reading | AlarmEvent] = [*events, *readings]
         conn = self._db()
         with self._transaction(conn):
             conn.executemany("INSERT INTO records (kind, body, size) VALUES (?, ?, ?)", rows)
@@ -212,35 +226,39 @@ class SqliteOutbox:
         if self._open_batch is not None:
             return self._open_batch
         conn = self._db()
-        batch_id = uuid.uuid4()
-        taken = size_total = 0
         with self._transaction(conn):
-            for kind in (_ALARM, _READING):
-                if taken >= max_items:
-                    break
-                last = None
-                for rid, size in conn.execute(
-                    "SELECT id, size FROM records WHERE kind = ? AND batch IS NULL "
-                    "ORDER BY id LIMIT ?",
-                    (kind, max_items - taken),
-                ).fetchall():
-                    if max_bytes is not None and taken and size_total + size > max_bytes:
-                        break
-                    taken += 1
-                    size_total += size
-                    last = rid
-                if last is not None:
-                    conn.execute(
-                        "UPDATE records SET batch = ? WHERE kind = ? AND batch IS NULL AND id <= ?",
-                        (str(batch_id), kind, last),
-                    )
-                if max_bytes is not None and size_total >= max_bytes:
-                    break
-            if taken == 0:
-                return None
-            batch = self._load_batch(conn, batch_id)
+            batch = self._begin_in_transaction(conn, max_items, max_bytes)
         self._publish_stats()
         return batch
+
+    def _begin_in_transaction(
+        self, conn: sqlite3.Connection, max_items: int, max_bytes: int | None
+    ) -> Batch | None:
+        batch_id = uuid.uuid4()
+        taken = size_total = 0
+        for kind in (_ALARM, _READING):
+            if taken >= max_items:
+                break
+            last = None
+            for rid, size in conn.execute(
+                "SELECT id, size FROM records WHERE kind = ? AND batch IS NULL ORDER BY id LIMIT ?",
+                (kind, max_items - taken),
+            ).fetchall():
+                if max_bytes is not None and taken and size_total + size > max_bytes:
+                    break
+                taken += 1
+                size_total += size
+                last = rid
+            if last is not None:
+                conn.execute(
+                    "UPDATE records SET batch = ? WHERE kind = ? AND batch IS NULL AND id <= ?",
+                    (str(batch_id), kind, last),
+                )
+            if max_bytes is not None and size_total >= max_bytes:
+                break
+        if taken == 0:
+            return None
+        return self._load_batch(conn, batch_id)
 
     def _load_batch(self, conn: sqlite3.Connection, batch_id: uuid.UUID) -> Batch | None:
         records: list[OutboxRecord] = []
@@ -278,25 +296,75 @@ class SqliteOutbox:
         return self._open_batch
 
     def _end_sync(self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int]) -> None:
+        if not self._check_end(batch, accepted, rejected):
+            return
+        conn = self._db()
+        with self._restored_on_failure(), self._transaction(conn):
+            self._end_in_transaction(conn, batch, accepted, rejected)
+        self._after_end(conn)
+
+    def _end_and_begin_sync(
+        self, batch: Batch, accepted: Sequence[int], max_items: int, max_bytes: int | None
+    ) -> Batch | None:
+        if not self._check_end(batch, accepted, ()):
+            return self._open_batch
+        conn = self._db()
+        with self._restored_on_failure(), self._transaction(conn):
+            self._end_in_transaction(conn, batch, accepted, ())
+            following = self._begin_in_transaction(conn, max_items, max_bytes)
+        self._after_end(conn)
+        return following
+
+    @contextlib.contextmanager
+    def _restored_on_failure(self) -> Iterator[None]:
+        """Put the in-memory mirror back if the transaction it follows is rolled back."""
+        saved = (
+            list(self._depth),
+            list(self._bytes),
+            self._rejected,
+            self._damaged,
+            self._open_batch,
+            self._open_sizes,
+        )
+        try:
+            yield
+        except BaseException:
+            depth, size, self._rejected, self._damaged, self._open_batch, self._open_sizes = saved
+            self._depth[:], self._bytes[:] = depth, size
+            raise
+
+    def _check_end(self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int]) -> bool:
+        """Check an `end` call; return False when there is nothing to do (the batch stays open)."""
         if self._open_batch is None or batch.batch_id != self._open_batch.batch_id:
             raise OutboxError(f"batch {batch.batch_id} is not the open batch")
         done = {*accepted, *rejected}
         unknown = done - self._open_sizes.keys()
         if unknown:
             raise OutboxError(f"record ids not in batch {batch.batch_id}: {sorted(unknown)}")
-        if not done:
-            return
-        conn = self._db()
+        return bool(done)
+
+    def _end_in_transaction(
+        self,
+        conn: sqlite3.Connection,
+        batch: Batch,
+        accepted: Sequence[int],
+        rejected: Sequence[int],
+    ) -> None:
+        done = {*accepted, *rejected}
         rejected_only = set(rejected) - set(accepted)
-        with self._transaction(conn):
+        batch_key = str(batch.batch_id)
+        if len(done) == len(self._open_sizes):
+            conn.execute("DELETE FROM records WHERE batch = ?", (batch_key,))
+        else:
             conn.executemany("DELETE FROM records WHERE id = ?", [(rid,) for rid in done])
-            conn.execute("UPDATE records SET batch = NULL WHERE batch = ?", (str(batch.batch_id),))
-            if rejected_only:
-                conn.execute(
-                    "INSERT INTO counters (name, value) VALUES ('rejected', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (self._rejected + len(rejected_only),),
-                )
+            conn.execute("UPDATE records SET batch = NULL WHERE batch = ?", (batch_key,))
+        if rejected_only:
+            conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('rejected', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (self._rejected + len(rejected_only),),
+            )
+        # Memory follows the file at once; `_restored_on_failure` undoes this on a rollback.
         for rid in done:
             kind, size = self._open_sizes[rid]
             self._depth[kind] -= 1
@@ -306,6 +374,8 @@ class SqliteOutbox:
         self._open_sizes = {}
         if self._recent is None and self._depth[_ALARM] + self._depth[_READING] == 0:
             self._recent = {}
+
+    def _after_end(self, conn: sqlite3.Connection) -> None:
         if self._over():
             with self._transaction(conn):
                 self._drop_oldest_telemetry(conn)
@@ -329,7 +399,11 @@ class SqliteOutbox:
         if not readings and not events:
             return
         readings, events = tuple(readings), tuple(events)
-        await self._run(lambda: self._put_sync(readings, events))
+        if self._closed:
+            raise OutboxError("outbox is closed")
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._encoder, self._encode, readings, events)
+        await self._run(lambda: self._put_sync(readings, events, rows))
         self._signal.notify()
 
     async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:
@@ -344,6 +418,17 @@ class SqliteOutbox:
         """Delete accepted and rejected records; with neither, keep the batch open for a retry."""
         accepted, rejected = tuple(accepted), tuple(rejected)
         await self._run(lambda: self._end_sync(batch, accepted, rejected))
+
+    async def end_and_begin(
+        self, batch: Batch, accepted: Sequence[int], max_items: int, max_bytes: int | None = None
+    ) -> Batch | None:
+        """Commit `batch` with `accepted` and open the next batch, in one durable transaction."""
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        accepted = tuple(accepted)
+        return await self._run(
+            lambda: self._end_and_begin_sync(batch, accepted, max_items, max_bytes)
+        )
 
     async def stats(self) -> OutboxStats:
         """Return depths (including the open batch), drops and bytes."""
@@ -362,3 +447,4 @@ class SqliteOutbox:
         await self._run(self._close_sync)
         self._closed = True
         self._executor.shutdown(wait=True)
+        self._encoder.shutdown(wait=True)
