@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from core.types import RawFrame
@@ -96,8 +97,7 @@ class MqttSource:
                 await intake.connect()
                 keepalive = asyncio.create_task(intake.keepalive(), name=f"mqtt-{self.name}-ping")
                 while True:
-                    for topic, payload in await intake.take():
-                        await self.handle(topic, payload)
+                    await self.handle_batch(await intake.take())
             except MqttIntakeError as err:
                 _LOG.warning("mqtt %s: %s", self.name, err)
             finally:
@@ -115,11 +115,17 @@ class MqttSource:
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """Route one message (public so tests can inject messages at the source boundary)."""
+        await self.handle_batch([(topic, payload)])
+
+    async def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Route messages received together; they share one receive time."""
         now = self.ctx.clock.now()
-        if self.z2m_base is not None and topic.startswith(self.z2m_base + "/"):
-            await self._zigbee(topic, payload, now)
-        elif self.chirpstack_app is not None and topic.startswith("application/"):
-            await self._chirpstack(topic, payload, now)
+        z2m_prefix = None if self.z2m_base is None else self.z2m_base + "/"
+        for topic, payload in messages:
+            if z2m_prefix is not None and topic.startswith(z2m_prefix):
+                await self._zigbee(topic, payload, now)
+            elif self.chirpstack_app is not None and topic.startswith("application/"):
+                await self._chirpstack(topic, payload, now)
 
     # --- Zigbee2MQTT -----------------------------------------------------------------------------
 
