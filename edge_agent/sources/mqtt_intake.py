@@ -201,10 +201,12 @@ class MqttIntake:
     def _readable(self) -> None:
         try:
             rc = self._client.read_available()
-        except (OSError, ValueError) as err:
-            self._fail(f"read failed: {err}")
+        except Exception as err:  # noqa: BLE001 - a broken connection or packet: reconnect
+            self._pause()
+            self._fail(f"read failed: {type(err).__name__}: {err}")
             rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._pause()
             self._fail(f"read failed: {paho.error_string(rc)}")
         if self._pending:
             self._ready.set()
@@ -214,8 +216,8 @@ class MqttIntake:
     def _writable(self) -> None:
         try:
             rc = self._client.loop_write()
-        except (OSError, ValueError) as err:
-            self._fail(f"write failed: {err}")
+        except Exception as err:  # noqa: BLE001 - a broken connection: reconnect
+            self._fail(f"write failed: {type(err).__name__}: {err}")
             return
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._fail(f"write failed: {paho.error_string(rc)}")
