@@ -112,6 +112,8 @@ class SqliteOutbox:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        # A queue touches only the head and the tail of its table: a small page cache is enough.
+        conn.execute("PRAGMA cache_size=-512")
         conn.executescript(_SCHEMA)
         self._conn = conn
         for kind, count, size in conn.execute(
