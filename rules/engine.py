@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from core.metrics import Metric, Quality
 from core.site import DeviceInfo, SitePath
@@ -38,7 +38,9 @@ from rules.state import (
 )
 from rules.state import on_timer as state_on_timer
 from rules.state import resolve as state_resolve
-from rules.windows import SampleWindow, aggregate
+
+if TYPE_CHECKING:
+    from rules.windows import SampleWindow
 
 RESOLVED_RETENTION_S: Final = 300.0
 """How long a RESOLVED event keeps being re-sent."""
@@ -243,6 +245,9 @@ class RuleEngine:
         return out
 
     def _window(self, device_id: str, metric: Metric, horizon: float) -> SampleWindow:
+        # numpy (through rules.windows) loads only once a window rule sees a sample.
+        from rules.windows import SampleWindow  # noqa: PLC0415
+
         per_device = self._windows.get(device_id)
         if per_device is None:
             per_device = self._windows[device_id] = {}
@@ -258,6 +263,8 @@ class RuleEngine:
         ts, values = window.span(rule.window_start(t))
         if len(values) < spec.min_samples or (spec.min_span and ts[-1] - ts[0] < spec.min_span):
             return None
+        from rules.windows import aggregate  # noqa: PLC0415 - see _window
+
         return aggregate(
             spec.agg,
             ts,
