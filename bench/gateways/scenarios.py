@@ -142,12 +142,19 @@ class Rig:
         """What the last load generator sent."""
         return load_sent(self.workdir / "sent.npz")
 
-    def drain(self, idle_s: float, max_s: float) -> None:
-        """Wait until nothing arrived for `idle_s` (or `max_s` passed)."""
+    def drain(self, idle_s: float, max_s: float, expected: int | None = None) -> None:
+        """Wait until `expected` messages arrived, or nothing arrived for `idle_s`, or `max_s` passed.
+
+        Idle time counts from the later of the last arrival and the call, so a gateway that is still
+        reconnecting after a fault (nothing arrived for a while) gets the whole `idle_s` to deliver.
+        """
+        start = time.monotonic_ns()
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline:
-            last = self.progress[1]
-            if last and time.monotonic_ns() - last > idle_s * 1e9:
+            if expected is not None and self.progress[0] >= expected:
+                return
+            last = max(self.progress[1], start)
+            if time.monotonic_ns() - last > idle_s * 1e9:
                 return
             time.sleep(0.1)
 
@@ -253,7 +260,9 @@ def with_fault(
         time.sleep(fault_s)
         end(r.uplink)
         load.join()
-        r.drain(idle_s=5.0, max_s=180.0)
+        # A gateway may reconnect well after the broker is back (exponential backoff, 60 s at most
+        # for Steward): wait for every message, or for longer than that backoff without an arrival.
+        r.drain(idle_s=75.0, max_s=300.0, expected=len(r.sent().seq))
         readings, _ = r.finish()
         result = _result(r, scenario, rate, seconds, sent=r.sent(), received=readings)
         result.notes["fault_s"] = fault_s
