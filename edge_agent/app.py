@@ -11,7 +11,6 @@ told READY=1, WATCHDOG=1 (from the event loop, so a stuck loop gets restarted) a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -222,15 +221,16 @@ class Agent:
     def _restore_engine(self, ruleset: RuleSet) -> RuleEngine:
         devices = self.bindings.current.infos()
         path = self.state_dir / RULE_STATE_FILE
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                snapshot = json.loads(path.read_text(encoding="utf-8"))
-                engine = RuleEngine.restore(snapshot, ruleset, devices, site=self.site)
-            except (ValueError, SnapshotError, OSError) as err:
-                _LOG.warning("rule state %s not restored: %s", path, err)
-            else:
-                _LOG.info("rule state restored from %s", path)
-                return engine
+        try:
+            snapshot = json.loads(path.read_text(encoding="utf-8"))
+            engine = RuleEngine.restore(snapshot, ruleset, devices, site=self.site)
+        except FileNotFoundError:
+            _LOG.info("no rule state at %s yet: starting fresh", path)
+        except (ValueError, SnapshotError, OSError) as err:
+            _LOG.warning("rule state %s not restored: %s", path, err)
+        else:
+            _LOG.info("rule state restored from %s", path)
+            return engine
         return RuleEngine(ruleset, devices, site=self.site)
 
     def _save_snapshot(self) -> None:
