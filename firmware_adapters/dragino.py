@@ -23,9 +23,10 @@ from collections.abc import Mapping
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
+from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import finish, require_length
+from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
 
 DISTANCE_FPORT = 2
 _FRAME = struct.Struct(">HHBhB")
@@ -72,3 +73,20 @@ def encode_distance(values: Mapping[str, object]) -> bytes:
 def unsupported(frame: RawFrame, codec_id: str, what: str) -> DecodeError:
     """The error for a valid uplink kind this codec does not decode."""
     return DecodeError(codec_id, DecodeReason.UNSUPPORTED, what, frame.payload)
+
+
+def distance_codec(codec_id: str, description: str, module_file: str) -> Codec:
+    """The `Codec` of a Dragino distance sensor with the common 8-byte layout on fPort 2."""
+
+    def decode(frame: RawFrame) -> DecodeResult:
+        fport_of(frame, codec_id, (DISTANCE_FPORT,))
+        return decode_distance(frame, codec_id)
+
+    return Codec(
+        codec_id,
+        DeviceClass.BIN,
+        description,
+        chirpstack_aware(codec_id, decode),
+        encode_distance,
+        vectors_beside(module_file),
+    )

@@ -19,7 +19,7 @@ def frame(hex_payload: str, fport: str | None = "2") -> RawFrame:
 
 def test_battery_keeps_only_fourteen_bits_and_big_endian_fields() -> None:
     # 0xCCF6 & 0x3FFF = 0x0CF6 = 3318 mV; distance 0x096E = 2414 mm; temperature 0xFF38 = -20.0 C
-    result = dragino_ldds75.decode(frame("ccf6096e01ff3801"))
+    result = dragino_ldds75.CODEC.decode(frame("ccf6096e01ff3801"))
     values = {r.metric: r.value for r in result.readings}
     assert values == {
         Metric.BATTERY_V: 3.318,
@@ -30,19 +30,19 @@ def test_battery_keeps_only_fourteen_bits_and_big_endian_fields() -> None:
 
 
 def test_missing_probe_distance_is_suspect_with_a_warning() -> None:
-    result = dragino_ldds75.decode(frame("0cf600000000fa01"))
+    result = dragino_ldds75.CODEC.decode(frame("0cf600000000fa01"))
     distance = next(r for r in result.readings if r.metric is Metric.DISTANCE_MM)
     assert distance.quality is Quality.SUSPECT
     assert result.warnings == ("distance 0: no ultrasonic probe detected",)
 
 
 def test_frame_without_fport_is_taken_as_the_uplink_port() -> None:
-    assert dragino_ldds75.decode(frame("0cf6096e00012201", fport=None)).readings
+    assert dragino_ldds75.CODEC.decode(frame("0cf6096e00012201", fport=None)).readings
 
 
 def test_non_numeric_fport_is_malformed() -> None:
     with pytest.raises(DecodeError) as info:
-        dragino_ldds75.decode(frame("0cf6096e00012201", fport="two"))
+        dragino_ldds75.CODEC.decode(frame("0cf6096e00012201", fport="two"))
     assert info.value.reason is DecodeReason.MALFORMED
 
 
@@ -80,4 +80,4 @@ def test_lds02_encoder_builds_the_vendor_layout() -> None:
 )
 def test_encoder_refuses_values_that_do_not_fit(values: dict[str, object]) -> None:
     with pytest.raises(EncodeError):
-        dragino_ldds75.encode(values)
+        dragino_ldds75.CODEC.encode(values)
