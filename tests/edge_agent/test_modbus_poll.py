@@ -1,15 +1,15 @@
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pymodbus import FramerType
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusSerialServer
+from source_recorder import Recorder
 
 from core.clock import SystemClock
 from core.metrics import Metric
-from core.types import RawFrame
 from edge_agent.selfstats import PipelineStats
 from edge_agent.sources.base import Backoff, SourceContext
 from edge_agent.sources.modbus_poll import Block, ModbusBusSource, PolledDevice
@@ -18,27 +18,6 @@ from firmware_adapters.registry import CODECS
 from simulators.serial_pty import SocatPair
 
 pytestmark = pytest.mark.integration
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[RawFrame] = []
-        self.faults: list[tuple[str, bool]] = []
-        self.changed = asyncio.Event()
-
-    async def submit(self, frame: RawFrame) -> None:
-        self.frames.append(frame)
-        self.changed.set()
-
-    async def fault(self, device_id: str, faulty: bool) -> None:
-        self.faults.append((device_id, faulty))
-        self.changed.set()
-
-    async def until(self, predicate: Callable[[], bool], limit: float = 5.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 def make_server(port: Path) -> ModbusSerialServer:

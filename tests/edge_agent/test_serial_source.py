@@ -1,12 +1,12 @@
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 
 import pytest
+from source_recorder import Recorder
 
 from core.clock import SystemClock
-from core.types import RawFrame
 from edge_agent.selfstats import PipelineStats
 from edge_agent.sources.base import Backoff, SourceContext
 from edge_agent.sources.replies import gbt26875_reply
@@ -19,27 +19,6 @@ pytestmark = pytest.mark.integration
 
 CODEC = "serial.gbt26875.3"
 APP = bytes.fromhex("010101020402040009020715")
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[RawFrame] = []
-        self.faults: list[tuple[str, bool]] = []
-        self.changed = asyncio.Event()
-
-    async def submit(self, frame: RawFrame) -> None:
-        self.frames.append(frame)
-        self.changed.set()
-
-    async def fault(self, device_id: str, faulty: bool) -> None:
-        self.faults.append((device_id, faulty))
-        self.changed.set()
-
-    async def until(self, predicate: Callable[[], bool], limit: float = 5.0) -> None:
-        async with asyncio.timeout(limit):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 async def read_reply(port: PtyPort, limit: float = 3.0) -> bytes:
