@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from core.metrics import Metric, quality_of
 from core.types import DecodeResult, RawFrame, Reading
+from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.framing.modbus_rtu import build_response, parse_response
 from firmware_adapters.modbus_table import RegisterTable, decode_registers, encode_registers
@@ -73,3 +74,19 @@ def encode_with_table(
         return build_response(slave, encode_registers(table, numbers), function)
     except ValueError as err:
         raise EncodeError(str(err)) from err
+
+
+def table_codec(
+    codec_id: str, description: str, table: RegisterTable, default_slave: int, module_file: str
+) -> Codec:
+    """The `Codec` of a Modbus sensor fully described by a fixed register table."""
+
+    def decode(frame: RawFrame) -> DecodeResult:
+        return decode_with_table(codec_id, table, frame)
+
+    def encode(values: Mapping[str, object]) -> bytes:
+        return encode_with_table(table, values, default_slave)
+
+    return Codec(
+        codec_id, DeviceClass.LEVEL, description, decode, encode, vectors_beside(module_file)
+    )

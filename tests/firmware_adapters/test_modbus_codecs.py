@@ -34,7 +34,7 @@ def frame(codec_id: str, adu: bytes, **meta: str) -> RawFrame:
 
 def test_sen0492_vendor_example() -> None:
     assert build_response(0x50, [0x070B]) == bytes.fromhex("500302070b067f")
-    result = dfrobot_sen0492.decode(
+    result = dfrobot_sen0492.CODEC.decode(
         frame(dfrobot_sen0492.CODEC_ID, bytes.fromhex("500302070b067f"), address="0x34")
     )
     assert [(r.device_id, r.metric, r.value) for r in result.readings] == [
@@ -52,8 +52,8 @@ def test_pymodbus_framer_accepts_what_we_build() -> None:
 
 
 def test_sen0310_scales_cm_to_mm_and_reads_signed_temperature() -> None:
-    adu = dfrobot_sen0310.encode({"distance_mm": 1230, "temperature_c": -20.0})
-    result = dfrobot_sen0310.decode(frame(dfrobot_sen0310.CODEC_ID, adu, address="5"))
+    adu = dfrobot_sen0310.CODEC.encode({"distance_mm": 1230, "temperature_c": -20.0})
+    result = dfrobot_sen0310.CODEC.decode(frame(dfrobot_sen0310.CODEC_ID, adu, address="5"))
     assert {r.metric: r.value for r in result.readings} == {
         Metric.DISTANCE_MM: 1230,
         Metric.TEMPERATURE_C: pytest.approx(-20.0),
@@ -63,7 +63,7 @@ def test_sen0310_scales_cm_to_mm_and_reads_signed_temperature() -> None:
 
 def test_partial_block_decodes_what_it_covers_and_warns() -> None:
     adu = build_response(0x0B, [45])
-    result = dfrobot_sen0310.decode(frame(dfrobot_sen0310.CODEC_ID, adu, address="5"))
+    result = dfrobot_sen0310.CODEC.decode(frame(dfrobot_sen0310.CODEC_ID, adu, address="5"))
     assert [r.metric for r in result.readings] == [Metric.DISTANCE_MM]
     assert len(result.warnings) == 1
     assert "temperature_c" in result.warnings[0]
@@ -114,7 +114,7 @@ def test_value_that_does_not_fit_is_refused() -> None:
     with pytest.raises(ValueError, match="does not fit"):
         RegisterField(Metric.DISTANCE_MM, 0).words_of(70_000)
     with pytest.raises(EncodeError):
-        dfrobot_sen0492.encode({"distance_mm": -5})
+        dfrobot_sen0492.CODEC.encode({"distance_mm": -5})
 
 
 def test_parse_register_table_reports_every_error_at_once() -> None:
@@ -211,7 +211,7 @@ def test_generic_encoder_needs_a_table() -> None:
 )
 def test_bad_responses(adu: bytes, reason: DecodeReason) -> None:
     with pytest.raises(DecodeError) as info:
-        dfrobot_sen0492.decode(frame(dfrobot_sen0492.CODEC_ID, adu))
+        dfrobot_sen0492.CODEC.decode(frame(dfrobot_sen0492.CODEC_ID, adu))
     assert info.value.reason is reason
 
 

@@ -176,9 +176,9 @@ def test_sia_dcs_round_trip(code: str, zone: int, sequence: int, at: datetime | 
     distance=st.integers(0, 65535), temperature=st.integers(-3276, 3276), slave=st.integers(1, 247)
 )
 def test_modbus_sensor_round_trips(distance: int, temperature: int, slave: int) -> None:
-    adu = dfrobot_sen0492.encode({"distance_mm": distance, "slave": slave})
+    adu = dfrobot_sen0492.CODEC.encode({"distance_mm": distance, "slave": slave})
     assert by_metric(decode(dfrobot_sen0492.CODEC, adu)) == {("dev", Metric.DISTANCE_MM): distance}
-    adu = dfrobot_sen0310.encode(
+    adu = dfrobot_sen0310.CODEC.encode(
         {"distance_mm": distance // 10 * 10, "temperature_c": temperature / 10}
     )
     got = by_metric(decode(dfrobot_sen0310.CODEC, adu))

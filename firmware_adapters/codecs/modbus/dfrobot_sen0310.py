@@ -10,12 +10,8 @@ distance. Frame contract and encoder keys: `firmware_adapters.modbus_codec` (`di
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from core.metrics import Metric
-from core.types import DecodeResult, RawFrame
-from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.modbus_codec import decode_with_table, encode_with_table
+from firmware_adapters.modbus_codec import table_codec
 from firmware_adapters.modbus_table import DataType, RegisterField, RegisterTable
 
 CODEC_ID = "modbus.dfrobot.sen0310"
@@ -28,21 +24,10 @@ TABLE = RegisterTable(
 )
 
 
-def decode(frame: RawFrame) -> DecodeResult:
-    """Decode a read-registers response covering 0x05 and/or 0x06."""
-    return decode_with_table(CODEC_ID, TABLE, frame)
-
-
-def encode(values: Mapping[str, object]) -> bytes:
-    """Build the sensor's response ADU for a block read of 0x05-0x06."""
-    return encode_with_table(TABLE, values, DEFAULT_SLAVE)
-
-
-CODEC = Codec(
-    id=CODEC_ID,
-    device_class=DeviceClass.LEVEL,
-    description="DFRobot SEN0310 (URM14) RS-485 ultrasonic distance sensor with temperature",
-    decode=decode,
-    encode=encode,
-    vectors=vectors_beside(__file__),
+CODEC = table_codec(
+    CODEC_ID,
+    "DFRobot SEN0310 (URM14) RS-485 ultrasonic distance sensor with temperature",
+    TABLE,
+    DEFAULT_SLAVE,
+    __file__,
 )
