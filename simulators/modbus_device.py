@@ -31,7 +31,9 @@ REGISTER_SPACE = 0x400
 
 def table_start(codec: Codec) -> tuple[int, int]:
     """`(first register, default slave)` of a table-based Modbus codec."""
-    module = importlib.import_module(codec.decode.__module__)
+    # The codec id mirrors its module path (see firmware_adapters/registry.py).
+    transport, vendor, model = codec.id.split(".")
+    module = importlib.import_module(f"firmware_adapters.codecs.{transport}.{vendor}_{model}")
     table = getattr(module, "TABLE", None)
     if table is None:
         raise ValueError(f"{codec.id} has no register table to simulate")
