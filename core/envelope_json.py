@@ -1,14 +1,20 @@
 """The one JSON (de)serializer of the uplink `Envelope` (see docs/envelope.md for the format).
 
-Encoding is plain `json` over dicts; decoding checks every field and raises `EnvelopeError` naming the
-first field that is missing or of the wrong type, so a bad message is rejected with a clear reason.
+Encoding writes compact JSON text. A reading, the record the gateway sends by the thousand, is
+written straight to text (`reading_text`); alarm events go through `json` over a dict
+(`alarm_event_text`). Both give exactly what `json.dumps(..., separators=(",", ":"),
+ensure_ascii=False)` gives for `reading_to_json` / `alarm_event_to_json`. An envelope is those texts
+joined (`envelope_text`), so a gateway can store each record's text once and send it later without
+encoding it again. Decoding checks every field and raises `EnvelopeError` naming the first field
+that is missing or of the wrong type, so a bad message is rejected with a clear reason.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Final, TypeVar
 from uuid import UUID
 
@@ -78,10 +84,84 @@ def envelope_to_json(envelope: Envelope) -> JsonObject:
     }
 
 
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""The compact encoder of every text written here (`json.dumps` with options builds one per call)."""
+
+_CACHE_MAX: Final = 4096
+_reading_heads: dict[tuple[str, Metric], str] = {}
+_reading_tails: dict[tuple[Quality, str], str] = {}
+_last_ts: list[tuple[datetime | None, str]] = [(None, "")]
+
+
+def _number_text(value: float | bool) -> str:  # noqa: FBT001 - a value, not a flag
+    """JSON text of a reading value, as `json` writes it (NaN and infinities included)."""
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and value - value == 0.0:  # finite
+        return float.__repr__(value)
+    return _COMPACT.encode(value)
+
+
+def reading_text(reading: Reading) -> str:
+    """Return the compact JSON text of one reading (equal to encoding `reading_to_json`).
+
+    The parts that repeat (device and metric, quality and codec, the time shared by a batch) are
+    remembered, so a busy gateway formats little more than the value for each reading.
+    """
+    head = _reading_heads.get((reading.device_id, reading.metric))
+    if head is None:
+        if len(_reading_heads) >= _CACHE_MAX:
+            _reading_heads.clear()
+        head = f'{{"device":{encode_basestring(reading.device_id)},"metric":"{reading.metric.value}","value":'
+        _reading_heads[reading.device_id, reading.metric] = head
+    tail = _reading_tails.get((reading.quality, reading.codec_id))
+    if tail is None:
+        if len(_reading_tails) >= _CACHE_MAX:
+            _reading_tails.clear()
+        tail = (
+            f'","quality":"{reading.quality.value}","codec":{encode_basestring(reading.codec_id)}}}'
+        )
+        _reading_tails[reading.quality, reading.codec_id] = tail
+    ts = reading.ts
+    last, iso = _last_ts[0]
+    if ts is not last:
+        iso = ts.isoformat()
+        _last_ts[0] = (ts, iso)
+    return f'{head}{_number_text(reading.value)},"ts":"{iso}{tail}'
+
+
+def alarm_event_text(event: AlarmEvent) -> str:
+    """Return the compact JSON text of one alarm event (equal to encoding `alarm_event_to_json`)."""
+    return _COMPACT.encode(alarm_event_to_json(event))
+
+
+def envelope_text(
+    *,
+    gateway_id: str,
+    batch_id: UUID,
+    sent_at: datetime,
+    reading_texts: Iterable[str],
+    event_texts: Iterable[str],
+    schema_version: int = SCHEMA_VERSION,
+) -> str:
+    """Join record texts (from `reading_text` and `alarm_event_text`) into an envelope's JSON text."""
+    return (
+        f'{{"schema_version":{int(schema_version)},"gateway_id":{encode_basestring(gateway_id)},'
+        f'"batch_id":"{batch_id}","sent_at":"{sent_at.isoformat()}",'
+        f'"readings":[{",".join(reading_texts)}],"alarm_events":[{",".join(event_texts)}]}}'
+    )
+
+
 def dumps(envelope: Envelope) -> bytes:
     """Serialize an envelope to compact UTF-8 JSON."""
-    return json.dumps(
-        envelope_to_json(envelope), separators=(",", ":"), ensure_ascii=False
+    return envelope_text(
+        gateway_id=envelope.gateway_id,
+        batch_id=envelope.batch_id,
+        sent_at=envelope.sent_at,
+        reading_texts=map(reading_text, envelope.readings),
+        event_texts=map(alarm_event_text, envelope.alarm_events),
+        schema_version=envelope.schema_version,
     ).encode()
 
 

@@ -27,8 +27,6 @@ from typing import Final
 import aiomqtt
 
 from core.clock import Clock, SystemClock
-from core.envelope_json import dumps
-from core.types import Envelope
 from edge_agent.outbox.base import Batch, Outbox
 from edge_agent.uplink_settings import UplinkSettings
 
@@ -241,14 +239,7 @@ class Uplink:
                 batch = await self._next_batch()
                 if batch is None:
                     continue
-            envelope = Envelope(
-                gateway_id=self.gateway_id,
-                batch_id=batch.batch_id,
-                sent_at=self._clock.now(),
-                readings=batch.readings,
-                alarm_events=batch.alarm_events,
-            )
-            payload = dumps(envelope)
+            payload = batch.envelope(self.gateway_id, self._clock.now())
             try:
                 await client.publish(self.topics.up, payload, qos=1, timeout=s.publish_timeout_s)
             except aiomqtt.MqttError:

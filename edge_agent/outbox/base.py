@@ -23,11 +23,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from core.envelope_json import envelope_text
 from core.types import AlarmEvent, Reading
+from edge_agent.outbox.records import decode_event, decode_reading
 
 
 class RecordKind(StrEnum):
@@ -39,11 +42,22 @@ class RecordKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    """One queued item with its outbox id (ids grow with insertion order)."""
+    """One queued item with its outbox id (ids grow with insertion order).
+
+    `body` is the item's envelope JSON text (`core.envelope_json.reading_text` or
+    `alarm_event_text`), which is what the uplink sends.
+    """
 
     id: int
     kind: RecordKind
-    item: Reading | AlarmEvent
+    body: str
+
+    @property
+    def item(self) -> Reading | AlarmEvent:
+        """The reading or alarm event, decoded from `body`."""
+        return (
+            decode_event(self.body) if self.kind is RecordKind.ALARM else decode_reading(self.body)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +74,23 @@ class Batch:
 
     @property
     def readings(self) -> tuple[Reading, ...]:
-        """The readings of the batch, in order."""
-        return tuple(r.item for r in self.records if isinstance(r.item, Reading))
+        """The readings of the batch, in order (decoded)."""
+        return tuple(decode_reading(r.body) for r in self.records if r.kind is RecordKind.READING)
 
     @property
     def alarm_events(self) -> tuple[AlarmEvent, ...]:
-        """The alarm events of the batch, in order."""
-        return tuple(r.item for r in self.records if isinstance(r.item, AlarmEvent))
+        """The alarm events of the batch, in order (decoded)."""
+        return tuple(decode_event(r.body) for r in self.records if r.kind is RecordKind.ALARM)
+
+    def envelope(self, gateway_id: str, sent_at: datetime) -> bytes:
+        """The batch as the uplink envelope (UTF-8 JSON), joined from the stored record texts."""
+        return envelope_text(
+            gateway_id=gateway_id,
+            batch_id=self.batch_id,
+            sent_at=sent_at,
+            reading_texts=[r.body for r in self.records if r.kind is RecordKind.READING],
+            event_texts=[r.body for r in self.records if r.kind is RecordKind.ALARM],
+        ).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from edge_agent.outbox.base import (
     ReadySignal,
     RecordKind,
 )
-from edge_agent.outbox.records import encode_event, encode_reading
+from edge_agent.outbox.records import encode_event, encode_reading, utf8_size
 
 
 class MemoryOutbox:
@@ -24,8 +24,8 @@ class MemoryOutbox:
     def __init__(self, limits: OutboxLimits | None = None) -> None:
         """Create an empty outbox bounded by `limits` (default `OutboxLimits()`)."""
         self._limits = limits or OutboxLimits()
-        self._alarms: dict[int, tuple[AlarmEvent, int]] = {}
-        self._readings: dict[int, tuple[Reading, int]] = {}
+        self._alarms: dict[int, tuple[str, int]] = {}
+        self._readings: dict[int, tuple[str, int]] = {}
         self._next_id = 1
         self._bytes = 0
         self._telemetry_bytes = 0
@@ -45,13 +45,15 @@ class MemoryOutbox:
         """Queue readings and alarm events, dropping the oldest telemetry beyond the bound."""
         self._check()
         for event in events:
-            size = len(encode_event(event).encode())
-            self._alarms[self._next_id] = (event, size)
+            body = encode_event(event)
+            size = utf8_size(body)
+            self._alarms[self._next_id] = (body, size)
             self._next_id += 1
             self._bytes += size
         for reading in readings:
-            size = len(encode_reading(reading).encode())
-            self._readings[self._next_id] = (reading, size)
+            body = encode_reading(reading)
+            size = utf8_size(body)
+            self._readings[self._next_id] = (body, size)
             self._next_id += 1
             self._bytes += size
             self._telemetry_bytes += size
@@ -91,22 +93,16 @@ class MemoryOutbox:
     def _oldest(self, max_items: int, max_bytes: int | None) -> Iterator[OutboxRecord]:
         taken = 0
         size_total = 0
-        sources: tuple[
-            tuple[RecordKind, dict[int, tuple[AlarmEvent, int]] | dict[int, tuple[Reading, int]]],
-            ...,
-        ] = (
-            (RecordKind.ALARM, self._alarms),
-            (RecordKind.READING, self._readings),
-        )
+        sources = ((RecordKind.ALARM, self._alarms), (RecordKind.READING, self._readings))
         for kind, table in sources:
-            for rid, (item, size) in table.items():
+            for rid, (body, size) in table.items():
                 if taken >= max_items or (
                     max_bytes is not None and taken and size_total + size > max_bytes
                 ):
                     return
                 taken += 1
                 size_total += size
-                yield OutboxRecord(rid, kind, item)
+                yield OutboxRecord(rid, kind, body)
 
     async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:
         """Return the open batch, or open a new one from the oldest alarms, then telemetry."""

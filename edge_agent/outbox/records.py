@@ -1,4 +1,8 @@
-"""How outbox records are stored: compact JSON through core.envelope_json, one text per record."""
+"""How outbox records are stored: each record's envelope JSON text, from core.envelope_json.
+
+A record is encoded once, when it is put; the uplink joins the stored texts into an envelope
+(`core.envelope_json.envelope_text`) without decoding or encoding them again.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,17 @@ import json
 
 from core.envelope_json import (
     alarm_event_from_json,
-    alarm_event_to_json,
+    alarm_event_text,
     reading_from_json,
-    reading_to_json,
+    reading_text,
 )
 from core.types import AlarmEvent, Reading
-from edge_agent.outbox.base import RecordKind
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""One compact encoder for every record (`json.dumps` with options builds one per call)."""
+encode_reading = reading_text
+"""The stored text of a reading."""
 
-
-def encode_reading(reading: Reading) -> str:
-    """Return the stored JSON text of a reading."""
-    return _ENCODER.encode(reading_to_json(reading))
-
-
-def encode_event(event: AlarmEvent) -> str:
-    """Return the stored JSON text of an alarm event."""
-    return _ENCODER.encode(alarm_event_to_json(event))
+encode_event = alarm_event_text
+"""The stored text of an alarm event."""
 
 
 def utf8_size(text: str) -> int:
@@ -32,9 +28,11 @@ def utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-def decode_record(kind: RecordKind, text: str) -> Reading | AlarmEvent:
-    """Rebuild a stored record (raises `core.errors.EnvelopeError` on a damaged one)."""
-    doc = json.loads(text)
-    if kind is RecordKind.ALARM:
-        return alarm_event_from_json(doc)
-    return reading_from_json(doc)
+def decode_reading(text: str) -> Reading:
+    """Rebuild a stored reading (raises `core.errors.EnvelopeError` or ValueError on a damaged one)."""
+    return reading_from_json(json.loads(text))
+
+
+def decode_event(text: str) -> AlarmEvent:
+    """Rebuild a stored alarm event (raises `core.errors.EnvelopeError` or ValueError if damaged)."""
+    return alarm_event_from_json(json.loads(text))

@@ -2,9 +2,14 @@
 
 Every call runs in one dedicated worker thread that owns the connection, so the event loop never waits
 on a disk flush and no two transactions interleave. A `put` is one transaction (a batch insert with
-`executemany`); when it returns, the records are on disk and survive `kill -9` and power loss. The open
-batch is stored as a column on its records, so after a restart `begin` returns it again with the same
-batch id and the same records.
+`executemany`); when it returns, the records are on disk and survive `kill -9` and power loss.
+
+Records are stored as their envelope JSON text, encoded once when put; a batch hands those texts to
+the uplink, which joins them into the envelope. The open batch is one row of `open_batch`: its id and,
+per kind, the highest record id it holds. A batch always holds the oldest records of each kind, so
+those two ids describe it; after a restart `begin` returns it again with the same id and records.
+Records found in the file at start-up are decoded and encoded again when they are first sent, so a
+damaged one is set aside (`damaged_records`) instead of breaking an envelope.
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from edge_agent.outbox.base import (
     ReadySignal,
     RecordKind,
 )
-from edge_agent.outbox.records import decode_record, encode_event, encode_reading, utf8_size
+from edge_agent.outbox.records import (
+    decode_event,
+    decode_reading,
+    encode_event,
+    encode_reading,
+    utf8_size,
+)
 
 _T = TypeVar("_T")
 
@@ -37,24 +48,74 @@ _ALARM: Final = 0
 _READING: Final = 1
 _KINDS: Final = {_ALARM: RecordKind.ALARM, _READING: RecordKind.READING}
 
-_RECENT_MAX: Final = 10_000
-"""Records kept decoded in memory after a put, so `begin` need not parse them back from JSON."""
+SCHEMA_VERSION: Final = 2
+"""`PRAGMA user_version` of the file. Version 1 marked the open batch on every record."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind INTEGER NOT NULL,          -- 0 alarm event, 1 reading: ORDER BY kind, id puts alarms first
-    body TEXT NOT NULL,             -- JSON from core.envelope_json
-    size INTEGER NOT NULL,          -- UTF-8 bytes of body
-    batch TEXT                      -- id of the open batch holding this record, else NULL
+    id INTEGER PRIMARY KEY,         -- assigned in insertion order by the single writer
+    kind INTEGER NOT NULL,          -- 0 alarm event, 1 reading
+    body TEXT NOT NULL,             -- envelope JSON text from core.envelope_json
+    size INTEGER NOT NULL           -- UTF-8 bytes of body
 );
-CREATE INDEX IF NOT EXISTS records_queue ON records (kind, batch, id);
-CREATE INDEX IF NOT EXISTS records_open ON records (batch) WHERE batch IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_alarms ON records (id) WHERE kind = 0;
+CREATE TABLE IF NOT EXISTS open_batch (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    batch TEXT NOT NULL,            -- the batch id the cloud de-duplicates on
+    last_alarm INTEGER NOT NULL,    -- the batch holds the alarms with id <= last_alarm (0: none)
+    last_reading INTEGER NOT NULL   -- and the readings with id <= last_reading (0: none)
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS damaged_records (
-    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, body TEXT NOT NULL, reason TEXT NOT NULL
+    seq INTEGER PRIMARY KEY,
+    record_id INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL
 );
 """
+
+# The oldest queued records of one kind; `kind = 0` is literal so the partial index serves alarms.
+_OLDEST: Final = {
+    _ALARM: "SELECT id, size, body FROM records WHERE kind = 0 ORDER BY id LIMIT ?",
+    _READING: "SELECT id, size, body FROM records WHERE kind = 1 ORDER BY id LIMIT ?",
+}
+_DELETE_UP_TO: Final = {
+    _ALARM: "DELETE FROM records WHERE kind = 0 AND id <= ?",
+    _READING: "DELETE FROM records WHERE kind = 1 AND id <= ?",
+}
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Rewrite a version 1 file (open batch as a `batch` column on records) to version 2."""
+    conn.execute("ALTER TABLE records RENAME TO records_v1")
+    conn.execute("DROP INDEX IF EXISTS records_queue")
+    conn.execute("DROP INDEX IF EXISTS records_open")
+    conn.execute("ALTER TABLE damaged_records RENAME TO damaged_records_v1")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO records (id, kind, body, size) "
+        "SELECT id, kind, body, size FROM records_v1 ORDER BY id"
+    )
+    open_rows = conn.execute(
+        "SELECT batch, kind, max(id) FROM records_v1 WHERE batch IS NOT NULL "
+        "GROUP BY batch, kind ORDER BY min(id)"
+    ).fetchall()
+    if open_rows:
+        batch = open_rows[0][0]
+        last = {kind: top for b, kind, top in open_rows if b == batch}
+        conn.execute(
+            "INSERT INTO open_batch VALUES (1, ?, ?, ?)",
+            (batch, last.get(_ALARM, 0), last.get(_READING, 0)),
+        )
+    conn.execute(
+        "INSERT INTO damaged_records (record_id, kind, body, reason) "
+        "SELECT id, kind, body, reason FROM damaged_records_v1 ORDER BY id"
+    )
+    conn.execute("DROP TABLE records_v1")
+    conn.execute("DROP TABLE damaged_records_v1")
 
 
 class SqliteOutbox:
@@ -72,6 +133,7 @@ class SqliteOutbox:
         self._signal = ReadySignal()
         self._open_batch: Batch | None = None
         self._open_sizes: dict[int, tuple[int, int]] = {}
+        self._open_last = [0, 0]  # per kind: the highest id in the open batch (0: none)
         self._closed = False
         # Counters mirrored from the file; only the worker thread writes them.
         self._depth = [0, 0]  # per kind
@@ -80,8 +142,9 @@ class SqliteOutbox:
         self._rejected = 0
         self._damaged = 0
         self._stats = OutboxStats(0, 0, 0, 0)
-        # The oldest records put since the start (up to _RECENT_MAX), by id; worker thread only.
-        self._recent: dict[int, Reading | AlarmEvent] | None = {}
+        self._next_id = 1
+        self._checked_from = 1
+        """Records with a lower id were in the file at start-up: they are checked when sent."""
 
     @classmethod
     async def create(cls, path: Path | str, limits: OutboxLimits | None = None) -> SqliteOutbox:
@@ -114,7 +177,11 @@ class SqliteOutbox:
         conn.execute("PRAGMA synchronous=FULL")
         # A queue touches only the head and the tail of its table: a small page cache is enough.
         conn.execute("PRAGMA cache_size=-512")
-        conn.executescript(_SCHEMA)
+        try:
+            self._prepare_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
         for kind, count, size in conn.execute(
             "SELECT kind, count(*), coalesce(sum(size), 0) FROM records GROUP BY kind"
@@ -125,16 +192,33 @@ class SqliteOutbox:
         self._dropped = counters.get("dropped_telemetry", 0)
         self._rejected = counters.get("rejected", 0)
         self._damaged = conn.execute("SELECT count(*) FROM damaged_records").fetchone()[0]
-        rows = conn.execute(
-            "SELECT batch FROM records WHERE batch IS NOT NULL GROUP BY batch ORDER BY min(id)"
-        ).fetchall()
-        if rows:
+        self._next_id = self._checked_from = (
+            conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0] + 1
+        )
+        row = conn.execute("SELECT batch, last_alarm, last_reading FROM open_batch").fetchone()
+        if row is not None:
             with self._transaction(conn):
-                # Only one batch is ever open; release any other (cannot happen, but stay safe).
-                for (other,) in rows[1:]:
-                    conn.execute("UPDATE records SET batch = NULL WHERE batch = ?", (other,))
-                self._load_batch(conn, uuid.UUID(rows[0][0]))
+                self._load_batch(conn, uuid.UUID(row[0]), [row[1], row[2]])
         self._publish_stats()
+
+    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"{self.path} has outbox schema version {version}; this Steward reads "
+                f"up to {SCHEMA_VERSION} (a newer release wrote it)"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+        with self._transaction(conn):
+            if "batch" in columns:
+                _migrate_v1(conn)
+            else:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -163,45 +247,33 @@ class SqliteOutbox:
         )
 
     @staticmethod
-    def _encode(
-        readings: Sequence[Reading], events: Sequence[AlarmEvent]
-    ) -> list[tuple[int, str, int]]:
-        rows: list[tuple[int, str, int]] = []
-        for event in events:
-            text = encode_event(event)
-            rows.append((_ALARM, text, utf8_size(text)))
-        for reading in readings:
-            text = encode_reading(reading)
-            rows.append((_READING, text, utf8_size(text)))
-        return rows
+    def _encode(readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> list[str]:
+        return [*map(encode_event, events), *map(encode_reading, readings)]
 
-    def _put_sync(
-        self,
-        readings: Sequence[Reading],
-        events: Sequence[AlarmEvent],
-        rows: list[tuple[int, str, int]],
-    ) -> None:
-        items: list[Reading | AlarmEvent] = [*events, *readings]
+    def _put_sync(self, n_events: int, bodies: list[str]) -> None:
+        first = self._next_id
+        rows = [
+            (first + i, _ALARM if i < n_events else _READING, body, utf8_size(body))
+            for i, body in enumerate(bodies)
+        ]
         conn = self._db()
-        with self._transaction(conn):
-            conn.executemany("INSERT INTO records (kind, body, size) VALUES (?, ?, ?)", rows)
-            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            for kind, _, size in rows:
-                self._depth[kind] += 1
-                self._bytes[kind] += size
+        with self._restored_on_failure(), self._transaction(conn):
+            conn.executemany("INSERT INTO records (id, kind, body, size) VALUES (?, ?, ?, ?)", rows)
+            depth, size_of = self._depth, self._bytes
+            for _, kind, _, size in rows:
+                depth[kind] += 1
+                size_of[kind] += size
             if self._over():
                 self._drop_oldest_telemetry(conn)
-        recent = self._recent
-        if recent is not None and len(recent) + len(items) <= _RECENT_MAX:
-            # AUTOINCREMENT ids of one transaction with a single writer are consecutive.
-            recent.update(zip(range(last - len(items) + 1, last + 1), items, strict=True))
+        self._next_id = first + len(rows)
         self._publish_stats()
 
     def _drop_oldest_telemetry(self, conn: sqlite3.Connection) -> None:
         count = size_total = 0
         last = None
+        after = self._open_last[_READING]  # the open batch is never dropped
         cursor = conn.execute(
-            "SELECT id, size FROM records WHERE kind = 1 AND batch IS NULL ORDER BY id"
+            "SELECT id, size FROM records WHERE kind = 1 AND id > ? ORDER BY id", (after,)
         )
         for rid, size in cursor:
             count += 1
@@ -212,9 +284,7 @@ class SqliteOutbox:
         cursor.close()
         if last is None:
             return
-        conn.execute("DELETE FROM records WHERE kind = 1 AND batch IS NULL AND id <= ?", (last,))
-        # Dropping means a backlog the cache would not help with; stop caching until it drains.
-        self._recent = None
+        conn.execute("DELETE FROM records WHERE kind = 1 AND id > ? AND id <= ?", (after, last))
         self._depth[_READING] -= count
         self._bytes[_READING] -= size_total
         self._dropped += count
@@ -236,73 +306,91 @@ class SqliteOutbox:
     def _begin_in_transaction(
         self, conn: sqlite3.Connection, max_items: int, max_bytes: int | None
     ) -> Batch | None:
-        batch_id = uuid.uuid4()
         taken = size_total = 0
+        rows: list[tuple[int, int, int, str]] = []
+        last = [0, 0]
         for kind in (_ALARM, _READING):
-            if taken >= max_items:
+            if taken >= max_items or (max_bytes is not None and size_total >= max_bytes):
                 break
-            last = None
-            for rid, size in conn.execute(
-                "SELECT id, size FROM records WHERE kind = ? AND batch IS NULL ORDER BY id LIMIT ?",
-                (kind, max_items - taken),
-            ).fetchall():
+            for rid, size, body in conn.execute(_OLDEST[kind], (max_items - taken,)):
                 if max_bytes is not None and taken and size_total + size > max_bytes:
                     break
                 taken += 1
                 size_total += size
-                last = rid
-            if last is not None:
-                conn.execute(
-                    "UPDATE records SET batch = ? WHERE kind = ? AND batch IS NULL AND id <= ?",
-                    (str(batch_id), kind, last),
-                )
-            if max_bytes is not None and size_total >= max_bytes:
-                break
-        if taken == 0:
-            return None
-        return self._load_batch(conn, batch_id)
+                rows.append((rid, kind, size, body))
+                last[kind] = rid
+        batch_id = uuid.uuid4()
+        batch = self._hold(conn, batch_id, last, rows) if rows else None
+        if batch is not None:
+            conn.execute(
+                "INSERT INTO open_batch VALUES (1, ?, ?, ?)",
+                (str(batch_id), last[_ALARM], last[_READING]),
+            )
+        return batch
 
-    def _load_batch(self, conn: sqlite3.Connection, batch_id: uuid.UUID) -> Batch | None:
+    def _load_batch(self, conn: sqlite3.Connection, batch_id: uuid.UUID, last: list[int]) -> None:
+        """Hold the open batch found in the file at start-up (inside a transaction)."""
+        rows: list[tuple[int, int, int, str]] = conn.execute(
+            "SELECT id, kind, size, body FROM records "
+            "WHERE (kind = 0 AND id <= ?) OR (kind = 1 AND id <= ?) ORDER BY kind, id",
+            (last[_ALARM], last[_READING]),
+        ).fetchall()
+        if self._hold(conn, batch_id, last, rows) is None:
+            conn.execute("DELETE FROM open_batch")
+
+    def _hold(
+        self,
+        conn: sqlite3.Connection,
+        batch_id: uuid.UUID,
+        last: list[int],
+        rows: list[tuple[int, int, int, str]],
+    ) -> Batch | None:
+        """Make `rows` (id, kind, size, body) the open batch; set damaged records aside."""
         records: list[OutboxRecord] = []
         sizes: dict[int, tuple[int, int]] = {}
-        damaged: list[tuple[int, int, str, str]] = []
-        recent = self._recent or {}
-        for rid, kind, body, size in conn.execute(
-            "SELECT id, kind, body, size FROM records WHERE batch = ? ORDER BY kind, id",
-            (str(batch_id),),
-        ).fetchall():
-            item = recent.pop(rid, None)
-            if item is None:
+        checked_from = self._checked_from
+        for rid, kind, size, stored in rows:
+            body = stored
+            if rid < checked_from:
+                # Written before this start (maybe by another release): check it, send it as now.
                 try:
-                    item = decode_record(_KINDS[kind], body)
-                except (EnvelopeError, ValueError, KeyError) as err:
-                    damaged.append((rid, kind, body, f"{type(err).__name__}: {err}"))
+                    body = (
+                        encode_event(decode_event(stored))
+                        if kind == _ALARM
+                        else encode_reading(decode_reading(stored))
+                    )
+                except (EnvelopeError, ValueError, KeyError, TypeError) as err:
+                    self._set_aside(conn, (rid, kind, size, stored), f"{type(err).__name__}: {err}")
                     continue
-            records.append(OutboxRecord(rid, _KINDS[kind], item))
+            records.append(OutboxRecord(rid, _KINDS[kind], body))
             sizes[rid] = (kind, size)
-        for rid, kind, body, reason in damaged:
-            # A record that no longer decodes is kept aside, never retried forever, never lost.
-            conn.execute(
-                "INSERT OR REPLACE INTO damaged_records VALUES (?, ?, ?, ?)",
-                (rid, kind, body, reason),
-            )
-            size = conn.execute("SELECT size FROM records WHERE id = ?", (rid,)).fetchone()[0]
-            conn.execute("DELETE FROM records WHERE id = ?", (rid,))
-            self._depth[kind] -= 1
-            self._bytes[kind] -= size
-            self._damaged += 1
         if not records:
             return None
         self._open_batch = Batch(batch_id, tuple(records))
         self._open_sizes = sizes
+        self._open_last = last
         return self._open_batch
+
+    def _set_aside(
+        self, conn: sqlite3.Connection, row: tuple[int, int, int, str], reason: str
+    ) -> None:
+        rid, kind, size, body = row
+        # A record that no longer decodes is kept aside, never retried forever, never lost.
+        conn.execute(
+            "INSERT INTO damaged_records (record_id, kind, body, reason) VALUES (?, ?, ?, ?)",
+            (rid, kind, body, reason),
+        )
+        conn.execute("DELETE FROM records WHERE id = ?", (rid,))
+        self._depth[kind] -= 1
+        self._bytes[kind] -= size
+        self._damaged += 1
 
     def _end_sync(self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int]) -> None:
         if not self._check_end(batch, accepted, rejected):
             return
         conn = self._db()
         with self._restored_on_failure(), self._transaction(conn):
-            self._end_in_transaction(conn, batch, accepted, rejected)
+            self._end_in_transaction(conn, accepted, rejected)
         self._after_end(conn)
 
     def _end_and_begin_sync(
@@ -312,7 +400,7 @@ class SqliteOutbox:
             return self._open_batch
         conn = self._db()
         with self._restored_on_failure(), self._transaction(conn):
-            self._end_in_transaction(conn, batch, accepted, ())
+            self._end_in_transaction(conn, accepted, ())
             following = self._begin_in_transaction(conn, max_items, max_bytes)
         self._after_end(conn)
         return following
@@ -323,15 +411,18 @@ class SqliteOutbox:
         saved = (
             list(self._depth),
             list(self._bytes),
+            self._dropped,
             self._rejected,
             self._damaged,
             self._open_batch,
             self._open_sizes,
+            self._open_last,
         )
         try:
             yield
         except BaseException:
-            depth, size, self._rejected, self._damaged, self._open_batch, self._open_sizes = saved
+            depth, size, self._dropped, self._rejected, self._damaged = saved[:5]
+            self._open_batch, self._open_sizes, self._open_last = saved[5:]
             self._depth[:], self._bytes[:] = depth, size
             raise
 
@@ -346,20 +437,17 @@ class SqliteOutbox:
         return bool(done)
 
     def _end_in_transaction(
-        self,
-        conn: sqlite3.Connection,
-        batch: Batch,
-        accepted: Sequence[int],
-        rejected: Sequence[int],
+        self, conn: sqlite3.Connection, accepted: Sequence[int], rejected: Sequence[int]
     ) -> None:
         done = {*accepted, *rejected}
         rejected_only = set(rejected) - set(accepted)
-        batch_key = str(batch.batch_id)
         if len(done) == len(self._open_sizes):
-            conn.execute("DELETE FROM records WHERE batch = ?", (batch_key,))
+            for kind in (_ALARM, _READING):
+                if self._open_last[kind]:
+                    conn.execute(_DELETE_UP_TO[kind], (self._open_last[kind],))
         else:
             conn.executemany("DELETE FROM records WHERE id = ?", [(rid,) for rid in done])
-            conn.execute("UPDATE records SET batch = NULL WHERE batch = ?", (batch_key,))
+        conn.execute("DELETE FROM open_batch")
         if rejected_only:
             conn.execute(
                 "INSERT INTO counters (name, value) VALUES ('rejected', ?) "
@@ -374,8 +462,7 @@ class SqliteOutbox:
         self._rejected += len(rejected_only)
         self._open_batch = None
         self._open_sizes = {}
-        if self._recent is None and self._depth[_ALARM] + self._depth[_READING] == 0:
-            self._recent = {}
+        self._open_last = [0, 0]
 
     def _after_end(self, conn: sqlite3.Connection) -> None:
         if self._over():
@@ -391,7 +478,7 @@ class SqliteOutbox:
     # --- event-loop side ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file, create the schema, and restore counters and the open batch."""
+        """Open the file, create or upgrade the schema, and restore counters and the open batch."""
         await self._run(self._open_sync)
 
     async def put(
@@ -400,12 +487,12 @@ class SqliteOutbox:
         """Queue readings and alarm events in one durable transaction."""
         if not readings and not events:
             return
-        readings, events = tuple(readings), tuple(events)
         if self._closed:
             raise OutboxError("outbox is closed")
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self._encoder, self._encode, readings, events)
-        await self._run(lambda: self._put_sync(readings, events, rows))
+        bodies = await loop.run_in_executor(self._encoder, self._encode, readings, events)
+        n_events = len(events)
+        await self._run(lambda: self._put_sync(n_events, bodies))
         self._signal.notify()
 
     async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -181,3 +181,74 @@ def test_any_envelope_round_trips(readings: list[Reading], gateway: str) -> None
 def test_random_bytes_only_raise_envelope_error(data: bytes) -> None:
     with contextlib.suppress(EnvelopeError):
         envelope_json.loads(data)
+
+
+def _compact(doc: object) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+_any_value = st.one_of(
+    st.floats(),  # NaN and infinities too: the text must match `json` exactly
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+)
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]
+)
+
+
+_any_reading = st.builds(
+    Reading,
+    device_id=st.text(max_size=20),
+    metric=st.sampled_from(list(Metric)),
+    value=_any_value,
+    ts=st.datetimes(timezones=_zones),
+    quality=st.sampled_from(list(Quality)),
+    codec_id=st.text(max_size=30),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(reading=_any_reading)
+def test_reading_text_is_the_compact_json_of_the_reading(reading: Reading) -> None:
+    assert envelope_json.reading_text(reading) == _compact(envelope_json.reading_to_json(reading))
+
+
+def test_reading_text_does_not_reuse_the_time_of_an_equal_but_other_timestamp() -> None:
+    first = Reading("d", Metric.FILL_PCT, 1.0, T0)
+    same_instant_other_zone = T0.astimezone(timezone(timedelta(hours=8)))
+    second = Reading("d", Metric.FILL_PCT, 1.0, same_instant_other_zone)
+    assert '"ts":"2026-11-22T08:30:00.123456+00:00"' in envelope_json.reading_text(first)
+    assert '"ts":"2026-11-22T16:30:00.123456+08:00"' in envelope_json.reading_text(second)
+
+
+def test_reading_text_stays_right_when_its_caches_overflow() -> None:
+    readings = [
+        Reading(f"dev-{i}", Metric.FILL_PCT, float(i), T0, codec_id=f"c{i}") for i in range(10_000)
+    ]
+    for reading in readings + readings[:10]:
+        assert envelope_json.reading_text(reading) == _compact(
+            envelope_json.reading_to_json(reading)
+        )
+
+
+def test_envelope_text_joins_record_texts_into_the_envelope() -> None:
+    envelope = _envelope()
+    text = envelope_json.envelope_text(
+        gateway_id=envelope.gateway_id,
+        batch_id=envelope.batch_id,
+        sent_at=envelope.sent_at,
+        reading_texts=[envelope_json.reading_text(r) for r in envelope.readings],
+        event_texts=[envelope_json.alarm_event_text(e) for e in envelope.alarm_events],
+    )
+    assert text == _compact(envelope_json.envelope_to_json(envelope))
+    assert envelope_json.dumps(envelope) == text.encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(readings=st.lists(_readings, max_size=20), gateway=st.text(min_size=1, max_size=20))
+def test_dumps_is_the_compact_json_of_the_envelope(readings: list[Reading], gateway: str) -> None:
+    envelope = Envelope(gateway, uuid.uuid4(), T0, tuple(readings), (_event(7), _event(8)))
+    assert (
+        envelope_json.dumps(envelope) == _compact(envelope_json.envelope_to_json(envelope)).encode()
+    )
