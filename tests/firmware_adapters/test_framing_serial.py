@@ -181,3 +181,26 @@ def test_dc09_wrong_length_field_resynchronises() -> None:
     framer = SiaDc09Framer()
     assert run(framer, [bad + good[1] + good[2]]) == [good[1], good[2]]
     assert framer.errors["length"] == 1
+
+
+def _with_length(frame: bytes, app_len: int) -> bytes:
+    """The frame with its application-unit length field (bytes 24-25) overwritten, as a bit flip would."""
+    return frame[:24] + app_len.to_bytes(2, "little") + frame[26:]
+
+
+def test_a_damaged_gbt_length_does_not_hold_back_the_frames_after_it() -> None:
+    first, *rest = gbt_frames()
+    damaged = _with_length(first, 1000)  # waits for 1,030 bytes that will never be this frame
+    buffer = StreamBuffer(Gbt26875Framer())
+    assert list(buffer.feed(damaged + rest[0])) == [rest[0]]
+    assert list(buffer.feed(b"".join(rest[1:]))) == rest[1:]
+    assert buffer.framer.errors["malformed"] >= 1
+
+
+def test_a_damaged_gbt_length_ending_on_a_later_frame_loses_only_itself() -> None:
+    first, second, third, *_ = gbt_frames()
+    # The length now spans the second frame exactly: `@@ ... ##` with a bad sum around a good frame.
+    spanning = _with_length(first, len(first) + len(second) - 30)
+    buffer = StreamBuffer(Gbt26875Framer())
+    assert list(buffer.feed(spanning + second + third)) == [second, third]
+    assert buffer.framer.errors["checksum"] == 1
