@@ -138,6 +138,7 @@ class Agent:
             pipeline.stats,
             self.clock,
             submit_durable=pipeline.submit_durable,
+            submit_many=pipeline.submit_many,
         )
         self.sources = build_sources(cfg, ctx, self.bindings)
         try:

@@ -1,8 +1,10 @@
 """RawFrame → codec → Readings → rules → outbox, through one bounded queue with backpressure.
 
-Sources `await pipeline.submit(frame)`: when the queue is full they wait, which slows the serial
-reader, the MQTT message loop or the DC-09 ACK, so pressure goes back to the devices instead of
-memory growing. `offer(frame)` is the non-waiting variant; a full queue then drops and counts.
+Sources `await pipeline.submit(frame)` (or `submit_many(frames)` for what they received at once):
+when the queue is full they wait, which slows the serial reader, the MQTT message loop or the DC-09
+ACK, so pressure goes back to the devices instead of memory growing. `submit_many` returns a future
+that is done once those frames are stored, for sources that acknowledge their input only then.
+`offer(frame)` is the non-waiting variant; a full queue then drops and counts.
 
 One worker takes frames in small batches (lingering a few milliseconds to fill one), decodes each with its codec (pure), judges quality against
 the metric catalog, lets the rule engine observe every reading, and writes the batch's readings and
@@ -24,6 +26,7 @@ from core.clock import Clock
 from core.metrics import Metric, Quality, quality_of
 from core.types import AlarmEvent, RawFrame, Reading
 from edge_agent.dead_letter import DeadLetter, DeadLetterStore
+from edge_agent.frame_queue import FrameQueue
 from edge_agent.outbox.base import Outbox
 from edge_agent.selfstats import SELF_CODEC, PipelineStats
 from firmware_adapters.codec import Codec
@@ -90,13 +93,30 @@ class Pipeline:
         self.busy_batch_size = max(busy_batch_size, batch_size)
         self.stats = PipelineStats()
         self.listeners: list[AlarmListener] = []
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
+        self._queue: FrameQueue[_Item] = FrameQueue(queue_size)
         self._lock = asyncio.Lock()
 
     async def submit(self, frame: RawFrame) -> None:
         """Queue a frame, waiting while the queue is full (backpressure)."""
-        await self._queue.put((frame, None))
+        await self._queue.put_many(((frame, None),))
         self.stats.frames_in += 1
+
+    async def submit_many(self, frames: Sequence[RawFrame]) -> asyncio.Future[None]:
+        """Queue frames in order, waiting while the queue is full; return when they are queued.
+
+        The future returned is done once every one of them is stored (its readings and alarm
+        events committed to the outbox, or the frame dead-lettered), or failed if storing failed.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieve)
+        if not frames:
+            done.set_result(None)
+            return done
+        items: list[_Item] = [(frame, None) for frame in frames]
+        items[-1] = (frames[-1], done)  # frames are stored in order: the last one done is all done
+        await self._queue.put_many(items)
+        self.stats.frames_in += len(items)
+        return done
 
     async def submit_durable(self, frame: RawFrame) -> None:
         """Queue a frame and return only once its results are committed to the outbox.
@@ -104,16 +124,11 @@ class Pipeline:
         Sources of protocols that acknowledge to the device (DC-09 ACK, GB/T 26875.3 confirm) use
         this, so an acknowledged event survives `kill -9` or power loss.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((frame, done))
-        self.stats.frames_in += 1
-        await done
+        await (await self.submit_many((frame,)))
 
     def offer(self, frame: RawFrame) -> bool:
         """Queue a frame if there is room; otherwise drop it, count it and return False."""
-        try:
-            self._queue.put_nowait((frame, None))
-        except asyncio.QueueFull:
+        if not self._queue.put_nowait((frame, None)):
             self.stats.frames_dropped += 1
             return False
         self.stats.frames_in += 1
@@ -122,7 +137,7 @@ class Pipeline:
     @property
     def queued(self) -> int:
         """Frames waiting for the worker."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     async def run(self) -> None:
         """Process frames forever, in batches of up to `batch_size` (`busy_batch_size` when busy).
@@ -132,34 +147,16 @@ class Pipeline:
         full batch is there at once, the worker is behind: it takes everything waiting, up to
         `busy_batch_size`, into the same transaction (what queued up during the previous flush).
         """
-        loop = asyncio.get_running_loop()
+        queue = self._queue
         while True:
-            items = [await self._queue.get()]
-            deadline = loop.time() + self.linger_s
-            while len(items) < self.batch_size:
-                if not self._queue.empty():
-                    items.append(self._queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        items.append(await self._queue.get())
-                except TimeoutError:
-                    break
-            queue = self._queue
-            while len(items) < self.busy_batch_size and not queue.empty():
-                items.append(queue.get_nowait())
-            await self._process_items(items)
+            await queue.wait_for(1)
+            await queue.wait_for(self.batch_size, self.linger_s)
+            await self._process_items(queue.take(self.busy_batch_size))
 
     async def drain(self) -> None:
         """Process every frame still queued (used on shutdown)."""
-        while not self._queue.empty():
-            items: list[_Item] = []
-            while len(items) < self.busy_batch_size and not self._queue.empty():
-                items.append(self._queue.get_nowait())
-            await self._process_items(items)
+        while len(self._queue):
+            await self._process_items(self._queue.take(self.busy_batch_size))
 
     async def _process_items(self, items: Sequence[_Item]) -> None:
         try:
@@ -277,3 +274,9 @@ def _judged(reading: Reading) -> Reading:
         return reading
     quality = quality_of(reading.metric, reading.value)
     return reading if quality is Quality.GOOD else dataclasses.replace(reading, quality=quality)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a failure as seen: a source that does not wait for its frames need not look."""
+    if not future.cancelled():
+        future.exception()

@@ -166,15 +166,29 @@ def frame_from_z2m_message(
     Friendly names may contain `/`; the topic after the base is the name (plus `/availability`).
     Devices missing from `index` still get frames, decoded by their property names alone.
     """
+    if not payload:
+        return None
+    meta = meta_for_topic(topic, index, base_topic=base_topic)
+    return None if meta is None else RawFrame(source_id, CODEC_ID, payload, received_at, meta)
+
+
+def meta_for_topic(
+    topic: str, index: Mapping[str, Z2mDevice], *, base_topic: str = BASE_TOPIC
+) -> dict[str, str] | None:
+    """The frame metadata of messages on `topic` (see `frame_from_z2m_message`), or None.
+
+    It depends on the topic and the index only, so a source may keep it per topic until the index
+    changes.
+    """
     parts = _split_topic(topic, base_topic)
-    if parts is None or not payload:
+    if parts is None:
         return None
     name, suffix = parts
     meta = {"device_id": name, "friendly_name": name, "kind": suffix or "state"}
     device = index.get(name)
     if device is not None:
         meta |= {"model": device.model, "exposes": device.exposes_meta}
-    return RawFrame(source_id, CODEC_ID, payload, received_at, meta)
+    return meta
 
 
 def encode_bridge_devices(

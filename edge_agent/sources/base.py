@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,6 +14,10 @@ from edge_agent.selfstats import PipelineStats
 
 Submit = Callable[[RawFrame], Awaitable[None]]
 """Hands a frame to the pipeline; waits while the pipeline's queue is full."""
+
+SubmitMany = Callable[[Sequence[RawFrame]], Awaitable["asyncio.Future[None]"]]
+"""Hands frames received together to the pipeline, in order; waits while the queue is full and
+returns a future that is done once all of them are stored."""
 
 ReportFault = Callable[[str, bool], Awaitable[None]]
 """Reports that a device's link was lost (`True`) or is back (`False`)."""
@@ -32,10 +37,26 @@ class SourceContext:
     submit_durable: Submit | None = None
     """Like `submit`, but returns only once the frame's results are in the outbox (for sources
     that acknowledge to the device); falls back to `submit` when absent."""
+    submit_many: SubmitMany | None = None
+    """Hands on frames received together (see `SubmitMany`); `submit_all` falls back to `submit`."""
 
     async def submit_acknowledged(self, frame: RawFrame) -> None:
         """Hand on a frame the source is about to acknowledge to its device."""
         await (self.submit_durable or self.submit)(frame)
+
+    async def submit_all(self, frames: Sequence[RawFrame]) -> asyncio.Future[None]:
+        """Hand on frames received together; the future is done once all of them are stored.
+
+        Without `submit_many` the frames go one by one through `submit` and the future is done at
+        once (the context offers no way to know when they are stored).
+        """
+        if self.submit_many is not None:
+            return await self.submit_many(frames)
+        for frame in frames:
+            await self.submit(frame)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 class Source(Protocol):

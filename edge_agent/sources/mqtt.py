@@ -1,12 +1,15 @@
 """The local MQTT broker as a source: Zigbee2MQTT device state and ChirpStack v4 `up` events.
 
-Messages come in batches from `MqttIntake` (paho-mqtt on the event loop, reading the socket in large
-chunks), with a reconnect loop and jittered backoff. A persistent session with QoS 1 subscriptions
-keeps messages that arrive while the agent restarts; the retained
+Messages come in batches from `MqttIntake` (one socket read, split into MQTT packets, on the event
+loop), with a reconnect loop and jittered backoff. A persistent session with QoS 1 subscriptions
+keeps messages that arrive while the agent restarts, and QoS 1 messages are acknowledged only once
+their frames are stored (or found to carry nothing), so a QoS 1 publisher loses nothing if the agent
+is killed. The retained
 `zigbee2mqtt/bridge/devices` arrives on every (re)subscribe and refreshes the model index (models and
 exposes ride along in the frames), and `<name>/availability` messages become `online` readings.
 Zigbee devices bound by `friendly_name` keep their configured id; others are named by their friendly
-name. ChirpStack events are bound to devices by DevEUI; events of unbound DevEUIs are counted and
+name; what a topic resolves to is kept per topic until the device index or the bindings change.
+ChirpStack events are bound to devices by DevEUI; events of unbound DevEUIs are counted and
 skipped, and malformed events are counted as decode errors. The source only
 moves bytes: the firmware_adapters helpers turn a message into a RawFrame, the codec decodes it.
 """
@@ -16,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Final
 
 from core.types import RawFrame
 from edge_agent.bindings import BindingsHolder
@@ -28,13 +32,17 @@ from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
 from firmware_adapters.errors import DecodeError
 from firmware_adapters.zigbee2mqtt_exposes import (
     BASE_TOPIC,
+    CODEC_ID,
     BridgeDevicesError,
     Z2mDevice,
-    frame_from_z2m_message,
+    meta_for_topic,
     parse_bridge_devices,
 )
 
 _LOG = logging.getLogger(__name__)
+
+_ROUTES_MAX: Final = 10_000
+"""Zigbee2MQTT topics whose frame metadata is kept (forgotten all at once beyond this)."""
 
 
 class MqttSource:
@@ -70,6 +78,9 @@ class MqttSource:
         self.skipped: Counter[str] = Counter()
         self.connected = False
         self.connections = 0
+        self._routes: dict[str, Mapping[str, str] | None] = {}
+        self._routes_of: tuple[object, object] = (None, None)
+        self._bridge_topic = f"{self.z2m_base or BASE_TOPIC}/bridge/devices"
 
     def topics(self) -> list[str]:
         """The subscriptions of this source."""
@@ -97,13 +108,15 @@ class MqttSource:
                 await intake.connect()
                 keepalive = asyncio.create_task(intake.keepalive(), name=f"mqtt-{self.name}-ping")
                 while True:
-                    await self.handle_batch(await intake.take())
+                    received = await intake.take()
+                    intake.acknowledge(received.acks, await self.handle_batch(received.messages))
             except MqttIntakeError as err:
                 _LOG.warning("mqtt %s: %s", self.name, err)
             finally:
                 self.connected = False
                 if keepalive is not None:
                     keepalive.cancel()
+                self.skipped["bad_topic"] += intake.bad_topics
                 intake.close()
             await asyncio.sleep(self.backoff.next_delay())
 
@@ -117,59 +130,75 @@ class MqttSource:
         """Route one message (public so tests can inject messages at the source boundary)."""
         await self.handle_batch([(topic, payload)])
 
-    async def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Route messages received together; they share one receive time."""
+    async def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> asyncio.Future[None]:
+        """Route messages received together (one receive time); hand their frames on at once.
+
+        Returns the future that is done once those frames are stored.
+        """
         now = self.ctx.clock.now()
         z2m_prefix = None if self.z2m_base is None else self.z2m_base + "/"
+        frames: list[RawFrame] = []
         for topic, payload in messages:
+            frame = None
             if z2m_prefix is not None and topic.startswith(z2m_prefix):
-                await self._zigbee(topic, payload, now)
+                frame = self._zigbee(topic, payload, now)
             elif self.chirpstack_app is not None and topic.startswith("application/"):
-                await self._chirpstack(topic, payload, now)
+                frame = self._chirpstack(topic, payload, now)
+            if frame is not None:
+                frames.append(frame)
+        return await self.ctx.submit_all(frames)
 
     # --- Zigbee2MQTT -----------------------------------------------------------------------------
 
-    async def _zigbee(self, topic: str, payload: bytes, now: datetime) -> None:
-        base = self.z2m_base or BASE_TOPIC
-        if topic == f"{base}/bridge/devices":
+    def _zigbee(self, topic: str, payload: bytes, now: datetime) -> RawFrame | None:
+        if topic == self._bridge_topic:
             try:
                 self.index = parse_bridge_devices(payload or b"[]")
             except BridgeDevicesError as err:
                 self.skipped["zigbee_bad_bridge_devices"] += 1
                 _LOG.warning("mqtt %s: %s", self.name, err)
-            return
-        frame = frame_from_z2m_message(
-            topic, payload, self.index, now, base_topic=base, source_id=self.name
-        )
-        if frame is None:
-            return
-        device = self.bindings.current.by_friendly_name.get(frame.meta["friendly_name"])
+            return None
+        if not payload:
+            return None
+        routes = self._routes
+        bindings = self.bindings.current
+        if self._routes_of[0] is not self.index or self._routes_of[1] is not bindings:
+            routes.clear()
+            self._routes_of = (self.index, bindings)
+        try:
+            meta = routes[topic]
+        except KeyError:
+            meta = self._route(topic)
+            if len(routes) >= _ROUTES_MAX:
+                routes.clear()
+            routes[topic] = meta
+        return None if meta is None else RawFrame(self.name, CODEC_ID, payload, now, meta)
+
+    def _route(self, topic: str) -> Mapping[str, str] | None:
+        """The frame metadata of a Zigbee2MQTT topic, with the bound device id; None if no frame."""
+        meta = meta_for_topic(topic, self.index, base_topic=self.z2m_base or BASE_TOPIC)
+        if meta is None:
+            return None
+        device = self.bindings.current.by_friendly_name.get(meta["friendly_name"])
         if device is not None:
             # A bound device keeps its configured id; unbound ones are named by their friendly name.
-            frame = RawFrame(
-                frame.source_id,
-                frame.codec_id,
-                frame.payload,
-                now,
-                {**frame.meta, "device_id": device.id},
-            )
-        await self.ctx.submit(frame)
+            meta["device_id"] = device.id
+        return meta
 
     # --- ChirpStack --------------------------------------------------------------------------------
 
-    async def _chirpstack(self, topic: str, payload: bytes, now: datetime) -> None:
+    def _chirpstack(self, topic: str, payload: bytes, now: datetime) -> RawFrame | None:
         if not topic.endswith("/event/up"):
-            return
+            return None
         try:
             event = parse_up_event(payload)
         except DecodeError as err:
             self.ctx.stats.count_decode_error(err.codec_id, err.reason.value)
-            return
+            return None
         device = self.bindings.current.by_dev_eui.get(event.dev_eui.lower())
         if device is None:
             self.skipped["lorawan_unbound"] += 1
-            return
-        frame = frame_from_up_event(
+            return None
+        return frame_from_up_event(
             event, device.codec, now, device_id=device.id, source_id=self.name
         )
-        await self.ctx.submit(frame)

@@ -1,18 +1,22 @@
-"""A cheap MQTT intake on the event loop: paho-mqtt reading the socket in large chunks.
+"""A cheap MQTT intake on the event loop: one socket read per readiness event, packets split here.
 
 aiomqtt reads one MQTT packet per readiness event (three `recv` calls each) and builds an asyncio
 object per message; at tens of thousands of messages per second that is most of the gateway's CPU.
-`MqttIntake` drives a paho client from the event loop itself: on each readiness event it reads up to
-`CHUNK_BYTES` with one `recv` and parses every packet in it, appending `(topic, payload)` pairs to a
-list that the caller takes as a batch with `take()`.
+`MqttIntake` reads up to `CHUNK_BYTES` with one `recv` and splits the chunk into MQTT packets
+itself (`split_packets`: fixed header, remaining length). QoS 0 publishes, what Zigbee2MQTT and
+ChirpStack send by default, are taken straight from the chunk. Every other packet (CONNACK, SUBACK,
+PINGRESP, QoS 1 publishes) is handed whole to a paho-mqtt client, which owns the session: connect,
+subscribe, keepalive pings, and the PUBACKs.
 
-What it guarantees: messages arrive in broker order; QoS 1 messages are acknowledged (PUBACK) once
-they are in the batch list, as aiomqtt does, so they are as safe as the pipeline queue they go to
-next, not more; QoS 0 messages (Zigbee2MQTT, ChirpStack) are at most once by definition. The list is
-bounded: above `max_pending` messages the intake stops reading the socket, so a backlog waits in
-the TCP buffers and the broker, not in Python objects. Keepalive pings run every second; a
-connection lost, refused or silent past the keepalive makes `take()` raise `MqttIntakeError` once
-every message received before was taken.
+What it guarantees: messages arrive in broker order, appended as `(topic, payload)` to a list the
+caller takes with `take()`. QoS 1 messages are acknowledged only when the caller says so
+(`acknowledge`, after their results are stored), in the order they arrived: one that is not
+acknowledged when the connection ends is sent again by the broker (persistent session), so a QoS 1
+publisher loses nothing to a crash of the agent. QoS 0 messages are at most once by definition.
+The list is bounded: above `max_pending` messages the intake stops reading the socket, so a backlog
+waits in the TCP buffers and the broker, not in Python objects. A connection lost, refused or
+silent past the keepalive, or a malformed packet, makes `take()` raise `MqttIntakeError` once every
+message received before was taken.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import paho.mqtt.client as paho
-from paho.mqtt._packet import decode_publish
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -35,6 +41,9 @@ _LOG = logging.getLogger(__name__)
 CHUNK_BYTES: Final = 256 * 1024
 """Bytes read from the socket at once (one `recv`)."""
 
+PUBLISH: Final = 3
+"""MQTT control packet type of PUBLISH (the high nibble of the first byte)."""
+
 Message = tuple[str, bytes]
 """A received message: topic and payload."""
 
@@ -43,63 +52,91 @@ class MqttIntakeError(ConnectionError):
     """The connection to the broker could not be made or was lost."""
 
 
-class _ChunkedClient(paho.Client):
-    """A paho client whose reads come from one large `recv` instead of one per header field."""
+class MalformedPacketError(ValueError):
+    """The byte stream from the broker is not MQTT (a remaining length of more than 4 bytes)."""
 
-    def __init__(self, client_id: str, sink: Callable[[str, bytes], None]) -> None:
+
+def split_packets(data: bytes, start: int = 0) -> tuple[list[tuple[int, int, int]], int]:
+    """Split whole MQTT packets off `data[start:]`; return `(start, body, end)` per packet.
+
+    `start` is the packet's first byte (type and flags), `body` is where its variable header starts
+    and `end` where the next packet starts. The second
+    value is the offset of the first byte that is not part of a whole packet (keep it for the next
+    read). Raises `MalformedPacketError` for a remaining length longer than 4 bytes.
+    """
+    packets: list[tuple[int, int, int]] = []
+    size = len(data)
+    pos = start
+    while pos + 1 < size:
+        length = 0
+        shift = 0
+        index = pos + 1
+        while True:
+            if index >= size:
+                return packets, pos
+            byte = data[index]
+            length |= (byte & 0x7F) << shift
+            index += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 21:  # noqa: PLR2004 - MQTT: at most 4 bytes of remaining length
+                raise MalformedPacketError(f"remaining length of more than 4 bytes at {pos}")
+        end = index + length
+        if end > size:
+            return packets, pos
+        packets.append((pos, index, end))
+        pos = end
+    return packets, pos
+
+
+class _FedClient(paho.Client):
+    """A paho client that never reads its socket: it reads the whole packets the intake gives it."""
+
+    def __init__(self, client_id: str, sink: Callable[[str, bytes, int], None]) -> None:
         super().__init__(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=False,
             protocol=MQTTProtocolVersion.MQTTv311,
+            manual_ack=True,
         )
-        self._chunk = b""
-        self._pos = 0
+        self._feed = b""
+        self._feed_pos = 0
         self._sink = sink
         self.bad_topics = 0
 
     def _sock_recv(self, bufsize: int) -> bytes:
-        pos, chunk = self._pos, self._chunk
-        if pos >= len(chunk):
-            chunk = super()._sock_recv(CHUNK_BYTES)  # raises BlockingIOError when nothing is there
-            if not chunk:
-                return chunk  # the broker closed the connection
-            self._chunk, pos = chunk, 0
-        end = min(pos + bufsize, len(chunk))
-        self._pos = end
-        return chunk[pos:end]
+        pos, feed = self._feed_pos, self._feed
+        if pos >= len(feed):
+            raise BlockingIOError  # paho: nothing more to read now
+        end = min(pos + bufsize, len(feed))
+        self._feed_pos = end
+        return feed[pos:end]
 
-    def _handle_publish(self) -> MQTTErrorCode:
-        command = self._in_packet["command"]
-        if command & 0x06:
-            return super()._handle_publish()  # QoS 1 and 2: paho acknowledges them
-        # QoS 0 (what Zigbee2MQTT and ChirpStack publish): parsed by paho, with no message object.
-        result = decode_publish(command, self._in_packet["packet"], self._protocol)
-        try:
-            topic = result.topic.decode()
-        except UnicodeDecodeError:
-            self.bad_topics += 1
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        payload = result.payload
-        self._sink(topic, payload if type(payload) is bytes else bytes(payload))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+    def handle_packet(self, packet: bytes) -> MQTTErrorCode:
+        """Let paho read and handle one whole packet."""
+        self._feed, self._feed_pos = packet, 0
+        return self.loop_read()
 
     def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        # One sink takes every message: paho's per-topic callback matcher is skipped.
+        # One sink takes every QoS 1 message: paho's per-topic callback matcher is skipped.
         try:
             topic = message.topic
         except UnicodeDecodeError:
             self.bad_topics += 1
+            self.ack(message.mid, message.qos)  # never delivered: nothing to wait for
             return
         payload = message.payload
-        self._sink(topic, payload if type(payload) is bytes else bytes(payload))
+        self._sink(topic, payload if type(payload) is bytes else bytes(payload), message.mid)
 
-    def read_available(self) -> MQTTErrorCode:
-        """Read and handle every packet the socket has ready (and those already buffered)."""
-        while True:
-            rc = self.loop_read()
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._pos >= len(self._chunk):
-                return rc
+
+@dataclass(slots=True)
+class Received:
+    """Messages taken at once, and the ids of its QoS 1 messages (to acknowledge, in order)."""
+
+    messages: list[Message] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
 
 
 class MqttIntake:
@@ -134,13 +171,16 @@ class MqttIntake:
         self.max_pending = max_pending
         self.subscribed = False
         self._on_subscribed = on_subscribed
-        self._pending: list[Message] = []
-        self._client = _ChunkedClient(client_id, self._received)
+        self._pending = Received()
+        self._client = _FedClient(client_id, self._received_qos1)
         self._ready = asyncio.Event()
         self._lost: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None
         self._fd = -1
+        self._rest = b""
         self._reading = False
+        self._unacked: deque[tuple[asyncio.Future[None], list[int]]] = deque()
         self.pauses = 0
         """Times reading stopped because `max_pending` messages were waiting to be taken."""
         self._client.on_connect = self._on_connect
@@ -188,8 +228,9 @@ class MqttIntake:
     ) -> None:
         self._fail(f"disconnected: {reason}")
 
-    def _received(self, topic: str, payload: bytes) -> None:
-        self._pending.append((topic, payload))
+    def _received_qos1(self, topic: str, payload: bytes, mid: int) -> None:
+        self._pending.messages.append((topic, payload))
+        self._pending.acks.append(mid)
 
     def _fail(self, why: str) -> None:
         if self._lost is not None and not self._lost.done():
@@ -199,19 +240,57 @@ class MqttIntake:
     # --- socket readiness --------------------------------------------------------------------
 
     def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
         try:
-            rc = self._client.read_available()
-        except Exception as err:  # noqa: BLE001 - a broken connection or packet: reconnect
+            chunk = sock.recv(CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
             self._pause()
-            self._fail(f"read failed: {type(err).__name__}: {err}")
-            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._fail(f"read failed: {err}")
+            return
+        if not chunk:
             self._pause()
-            self._fail(f"read failed: {paho.error_string(rc)}")
-        if self._pending:
+            self._fail("read failed: the broker closed the connection")
+            return
+        try:
+            self._consume(self._rest + chunk if self._rest else chunk)
+        except MalformedPacketError as err:
+            self._pause()
+            self._fail(f"malformed packet from the broker: {err}")
+        # paho's keepalive counts bytes received; the QoS 0 messages taken here count too.
+        self._client._last_bytes_received = time.monotonic()  # noqa: SLF001
+        if self._pending.messages:
             self._ready.set()
-            if len(self._pending) >= self.max_pending:
+            if len(self._pending.messages) >= self.max_pending:
                 self._pause()
+
+    def _consume(self, data: bytes) -> None:
+        packets, kept = split_packets(data)
+        self._rest = data[kept:]
+        messages = self._pending.messages
+        client = self._client
+        for start, body, end in packets:
+            first = data[start]
+            if first >> 4 == PUBLISH and not first & 0x06:
+                # QoS 0: topic length, topic, payload (no packet id).
+                topic_end = body + 2 + (data[body] << 8 | data[body + 1])
+                if topic_end > end:
+                    raise MalformedPacketError(f"topic runs past its PUBLISH packet at {body}")
+                try:
+                    topic = data[body + 2 : topic_end].decode()
+                except UnicodeDecodeError:
+                    client.bad_topics += 1
+                    continue
+                messages.append((topic, data[topic_end:end]))
+                continue
+            rc = client.handle_packet(data[start:end])
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._pause()
+                self._fail(f"read failed: {paho.error_string(rc)}")
+                return
 
     def _writable(self) -> None:
         try:
@@ -257,6 +336,7 @@ class MqttIntake:
         sock = self._client.socket()
         if not isinstance(sock, socket.socket):
             raise MqttIntakeError(f"no socket to {self.host}:{self.port}")
+        self._sock = sock
         self._fd = sock.fileno()
         self._client.on_socket_register_write = self._register_write
         self._client.on_socket_unregister_write = self._unregister_write
@@ -264,21 +344,46 @@ class MqttIntake:
         if self._client.want_write():
             self._writable()
 
-    async def take(self) -> list[Message]:
+    async def take(self) -> Received:
         """Wait for messages and return all received so far, oldest first.
 
         Raises:
             MqttIntakeError: The connection is lost and every message received was taken.
         """
-        while not self._pending:
+        while not self._pending.messages:
             if self._lost is not None and self._lost.done():
                 raise MqttIntakeError(self._lost.result())
             self._ready.clear()
             await self._ready.wait()
-        batch, self._pending = self._pending, []
+        batch, self._pending = self._pending, Received()
         if self._lost is None or not self._lost.done():
             self._resume()
         return batch
+
+    def acknowledge(self, acks: Sequence[int], stored: asyncio.Future[None]) -> None:
+        """Send the PUBACKs of `acks` once `stored` is done, after those of earlier calls.
+
+        A `stored` that fails or is cancelled acknowledges nothing more on this connection: the
+        broker sends those messages again after the reconnect.
+        """
+        if not acks:
+            return
+        self._unacked.append((stored, list(acks)))
+        stored.add_done_callback(self._send_acks)
+
+    def _send_acks(self, _done: asyncio.Future[None]) -> None:
+        unacked = self._unacked
+        while unacked and unacked[0][0].done():
+            stored, acks = unacked.popleft()
+            if stored.cancelled() or stored.exception() is not None:
+                unacked.clear()
+                self._fail("messages could not be stored; they will be sent again")
+                return
+            if self._lost is not None and self._lost.done():
+                unacked.clear()
+                return
+            for mid in acks:
+                self._client.ack(mid, 1)
 
     async def keepalive(self) -> None:
         """Send pings and notice a silent broker, once a second, until the connection is lost."""
@@ -298,12 +403,18 @@ class MqttIntake:
         """Messages dropped because their topic was not valid UTF-8."""
         return self._client.bad_topics
 
+    @property
+    def unacknowledged(self) -> int:
+        """QoS 1 messages taken whose PUBACK waits for them to be stored."""
+        return sum(len(acks) for _, acks in self._unacked)
+
     def close(self) -> None:
         """Stop reading and close the socket (the persistent session stays on the broker)."""
         self._pause()
         if self._loop is not None and self._fd >= 0:
             self._loop.remove_writer(self._fd)
         self._fd = -1
+        self._unacked.clear()
         self._fail("closed")
         self._client.on_disconnect = None
         with contextlib.suppress(OSError):
@@ -312,3 +423,4 @@ class MqttIntake:
             sock = self._client.socket()
             if sock is not None:
                 sock.close()
+        self._sock = None

@@ -32,11 +32,20 @@ async def subscribed(intake: MqttIntake) -> None:
     raise AssertionError("no SUBACK within 10 s")
 
 
+def stored_now() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 async def take_n(intake: MqttIntake, count: int) -> list[tuple[str, bytes]]:
+    """Take `count` messages, acknowledging each batch as stored at once."""
     got: list[tuple[str, bytes]] = []
     async with asyncio.timeout(20):
         while len(got) < count:
-            got += await intake.take()
+            received = await intake.take()
+            got += received.messages
+            intake.acknowledge(received.acks, stored_now())
     return got
 
 
@@ -92,9 +101,10 @@ async def test_a_slow_consumer_pauses_reading_and_nothing_is_lost(mosquitto: Mos
             async with asyncio.timeout(20):
                 while len(got) < len(messages):
                     await asyncio.sleep(0.01)  # the consumer lags behind
-                    batch = await intake.take()
-                    largest = max(largest, len(batch))
-                    got += batch
+                    received = await intake.take()
+                    intake.acknowledge(received.acks, stored_now())
+                    largest = max(largest, len(received.messages))
+                    got += received.messages
             await send
         finally:
             client.loop_stop()
@@ -136,3 +146,102 @@ async def test_no_broker_is_a_clear_connection_error() -> None:
     with pytest.raises(MqttIntakeError, match="cannot connect"):
         await intake.connect()
     intake.close()
+
+
+async def _publish(port: int, messages: list[tuple[str, bytes, int]]) -> None:
+    client = publisher(port)
+    try:
+        await asyncio.to_thread(publish_all, client, messages)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+async def _take_exactly(
+    intake: MqttIntake, count: int
+) -> tuple[list[tuple[str, bytes]], list[int]]:
+    messages: list[tuple[str, bytes]] = []
+    acks: list[int] = []
+    async with asyncio.timeout(20):
+        while len(messages) < count:
+            received = await intake.take()
+            messages += received.messages
+            acks += received.acks
+    return messages, acks
+
+
+async def test_qos1_messages_are_acknowledged_once_stored_in_arrival_order(
+    mosquitto: Mosquitto,
+) -> None:
+    loop = asyncio.get_running_loop()
+    first = [(f"z/{n}", f"first {n}".encode(), 1) for n in range(3)]
+    second = [(f"z/{n}", f"second {n}".encode(), 1) for n in range(3)]
+    intake = MqttIntake(mosquitto.host, mosquitto.port, client_id="intake-acks", topics=["z/#"])
+    await intake.connect()
+    ping = asyncio.create_task(intake.keepalive())
+    try:
+        await subscribed(intake)
+        await _publish(mosquitto.port, first)
+        _, first_acks = await _take_exactly(intake, 3)
+        stored_first: asyncio.Future[None] = loop.create_future()
+        intake.acknowledge(first_acks, stored_first)
+        await _publish(mosquitto.port, second)
+        _, second_acks = await _take_exactly(intake, 3)
+        intake.acknowledge(second_acks, stored_now())
+        await asyncio.sleep(0.1)
+        # The second batch is stored, but its PUBACKs wait behind the first batch's.
+        assert intake.unacknowledged == 6
+    finally:
+        ping.cancel()
+        intake.close()  # nothing was acknowledged: the broker keeps all six for the session
+
+    again = MqttIntake(mosquitto.host, mosquitto.port, client_id="intake-acks", topics=["z/#"])
+    await again.connect()
+    try:
+        messages, acks = await _take_exactly(again, 6)
+        assert messages == [(t, p) for t, p, _ in first + second]
+        stored: asyncio.Future[None] = loop.create_future()
+        again.acknowledge(acks[:3], stored)
+        again.acknowledge(acks[3:], stored_now())
+        stored.set_result(None)
+        await asyncio.sleep(0.1)
+        assert again.unacknowledged == 0
+    finally:
+        again.close()
+
+    last = MqttIntake(mosquitto.host, mosquitto.port, client_id="intake-acks", topics=["z/#"])
+    await last.connect()
+    try:
+        await subscribed(last)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await last.take()  # everything was acknowledged: nothing comes again
+    finally:
+        last.close()
+
+
+async def test_a_failed_store_ends_the_connection_so_the_broker_sends_again(
+    mosquitto: Mosquitto,
+) -> None:
+    intake = MqttIntake(mosquitto.host, mosquitto.port, client_id="intake-fail", topics=["z/#"])
+    await intake.connect()
+    try:
+        await subscribed(intake)
+        await _publish(mosquitto.port, [("z/a", b"1", 1)])
+        _, acks = await _take_exactly(intake, 1)
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        intake.acknowledge(acks, failed)
+        failed.set_exception(OSError("disk full"))
+        async with asyncio.timeout(5):
+            with pytest.raises(MqttIntakeError, match="could not be stored"):
+                await intake.take()
+    finally:
+        intake.close()
+    again = MqttIntake(mosquitto.host, mosquitto.port, client_id="intake-fail", topics=["z/#"])
+    await again.connect()
+    try:
+        messages, acks = await _take_exactly(again, 1)
+        again.acknowledge(acks, stored_now())
+    finally:
+        again.close()
+    assert messages == [("z/a", b"1")]

@@ -156,3 +156,37 @@ async def test_zigbee2mqtt_and_chirpstack_messages_become_bound_frames(
     assert sum(stats.decode_errors.values()) == 1
     assert source.skipped["lorawan_unbound"] == 1
     assert after.device_id == "smoke-b2"
+
+
+async def test_topics_follow_new_bindings_and_a_new_device_index() -> None:
+    recorder = Recorder()
+    kitchen = DeviceConfig(
+        id="smoke-b2",
+        codec="zigbee2mqtt.generic.exposes",
+        kind=DeviceKind.SMOKE,
+        friendly_name="b2/kitchen",
+    )
+    bindings = BindingsHolder(Bindings.build([kitchen]))
+    source = MqttSource(
+        name="local-mqtt",
+        broker=LocalMqttConfig(zigbee2mqtt=Zigbee2MqttConfig()),
+        bindings=bindings,
+        ctx=SourceContext(recorder.submit, recorder.fault, PipelineStats(), SystemClock()),
+        client_id="unused",
+    )
+    state = json.dumps({"smoke": False}).encode()
+    await source.handle("zigbee2mqtt/b2/kitchen", state)
+    # A config push rebinds the friendly name to another device id.
+    bindings.replace(Bindings.build([kitchen.model_copy(update={"id": "smoke-b2-new"})]))
+    await source.handle("zigbee2mqtt/b2/kitchen", state)
+    # Zigbee2MQTT publishes its device list: the model and exposes ride along from then on.
+    bridge = encode_bridge_devices(
+        [("b2/kitchen", "0x00158d0001", "HS1SA", "Heiman", SMOKE_EXPOSES)]
+    )
+    await source.handle("zigbee2mqtt/bridge/devices", bridge)
+    await source.handle("zigbee2mqtt/b2/kitchen", state)
+    await source.handle("zigbee2mqtt/b2/kitchen/set", state)  # a command, not a state
+    await source.handle("zigbee2mqtt/b2/kitchen", b"")  # a cleared retained state
+    assert [f.device_id for f in recorder.frames] == ["smoke-b2", "smoke-b2-new", "smoke-b2-new"]
+    assert "model" not in recorder.frames[1].meta
+    assert recorder.frames[2].meta["model"] == "HS1SA"

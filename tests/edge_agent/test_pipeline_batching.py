@@ -4,6 +4,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from core.clock import FrozenClock
 from core.metrics import Metric
 from core.types import AlarmEvent, DecodeResult, RawFrame, Reading
@@ -123,3 +125,55 @@ async def test_durable_submits_in_a_busy_batch_return_after_their_transaction(
         assert (await outbox.stats()).depth == 301
     worker.cancel()
     assert await stored(outbox) == list(range(301))
+
+
+async def test_frames_submitted_together_are_done_once_all_are_stored(tmp_path: Path) -> None:
+    outbox = CountingOutbox()
+    pipe = pipeline(outbox, tmp_path, busy=400)
+    before = await pipe.submit_many([frame(seq) for seq in range(120)])
+    worker = asyncio.create_task(pipe.run())
+    together = await pipe.submit_many([frame(seq) for seq in range(120, 1000)])
+    async with asyncio.timeout(10):
+        await before
+        assert (await outbox.stats()).depth >= 120
+        await together
+        assert (await outbox.stats()).depth == 1000
+    worker.cancel()
+    assert await stored(outbox) == list(range(1000))
+    assert pipe.stats.frames_in == 1000
+    assert (await pipe.submit_many([])).done()
+
+
+async def test_submitting_more_than_the_queue_holds_waits_for_room_in_order(
+    tmp_path: Path,
+) -> None:
+    outbox = CountingOutbox()
+    pipe = pipeline(outbox, tmp_path, busy=400)  # the queue holds 5000
+    submit = asyncio.create_task(pipe.submit_many([frame(seq) for seq in range(12_000)]))
+    await asyncio.sleep(0.05)
+    assert not submit.done()
+    assert pipe.queued == 5000
+    worker = asyncio.create_task(pipe.run())
+    async with asyncio.timeout(20):
+        await (await submit)
+    worker.cancel()
+    assert await stored(outbox) == list(range(12_000))
+
+
+class FailingOutbox(MemoryOutbox):
+    async def put(
+        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+    ) -> None:
+        del readings, events
+        raise RuntimeError("the outbox is broken")
+
+
+async def test_frames_that_cannot_be_stored_fail_their_future(tmp_path: Path) -> None:
+    pipe = pipeline(FailingOutbox(), tmp_path, busy=400)
+    done = await pipe.submit_many([frame(0), frame(1)])
+    worker = asyncio.create_task(pipe.run())
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="broken"):
+            await done
+        with pytest.raises(RuntimeError, match="broken"):
+            await worker

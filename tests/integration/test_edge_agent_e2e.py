@@ -13,17 +13,15 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from agent_process import AgentProcess, collect
 
 from core.envelope_json import loads
 from core.types import AlarmEvent, AlarmState, Reading
@@ -209,73 +207,6 @@ class Collected:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.5):
                         await self.changed.wait()
-
-
-async def collect(
-    broker: Mosquitto, topic: str, client_id: str, sink: Callable[[str, bytes], None]
-) -> None:
-    while True:
-        try:
-            async with aiomqtt.Client(
-                "127.0.0.1", broker.port, identifier=client_id, clean_session=False, keepalive=5
-            ) as client:
-                await client.subscribe(topic, qos=1)
-                async for message in client.messages:
-                    payload = message.payload
-                    sink(str(message.topic), payload if isinstance(payload, bytes) else b"")
-        except aiomqtt.MqttError:
-            await asyncio.sleep(0.3)
-
-
-# --- the agent process -----------------------------------------------------------------------------
-
-
-class AgentProcess:
-    def __init__(self, config: Path, log: Path, notify: Path) -> None:
-        self.config = config
-        self.log = log
-        self.notify = notify
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, NOTIFY_SOCKET=str(self.notify), WATCHDOG_USEC="1000000")
-        env.pop("WATCHDOG_PID", None)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config)),
-                    *("--log-level", os.environ.get("STEWARD_E2E_LOG_LEVEL", "INFO")),
-                ],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-
-    def kill(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait(self, limit: float) -> int:
-        assert self.proc is not None
-        return await asyncio.to_thread(self.proc.wait, limit)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@pytest.fixture
-async def notify_socket(tmp_path: Path) -> AsyncIterator[tuple[Path, list[str]]]:
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.setblocking(False)  # noqa: FBT003
-    messages: list[str] = []
-    loop = asyncio.get_running_loop()
-    loop.add_reader(sock.fileno(), lambda: messages.append(sock.recv(4096).decode()))
-    yield path, messages
-    loop.remove_reader(sock.fileno())
-    sock.close()
 
 
 async def test_agent_end_to_end_through_failures(  # noqa: C901, PLR0915 - one story, in order

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Final
 
 from core.metrics import Metric
@@ -73,12 +74,18 @@ def _json(frame: RawFrame) -> object:
         raise _fail(DecodeReason.MALFORMED, f"not JSON: {err}", frame) from None
 
 
+@lru_cache(maxsize=512)
+def _parsed_exposes(text: str) -> Mapping[str, Expose]:
+    """Exposes of a model, parsed once: every state message of that model carries the same text."""
+    return parse_compact_exposes(text)
+
+
 def _exposes(frame: RawFrame) -> Mapping[str, Expose]:
     text = frame.meta.get("exposes")
     if not text:
         return {}
     try:
-        return parse_compact_exposes(text)
+        return _parsed_exposes(text)
     except ValueError as err:
         raise _fail(DecodeReason.MALFORMED, f"bad exposes metadata: {err}", frame) from None
 
