@@ -18,10 +18,10 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from core.clock import Clock, SystemClock
-from core.types import AlarmState
+from core.types import AlarmEvent, AlarmState
 from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import EdgeConfig, resolve_rule_paths, state_path
 from edge_agent.dead_letter import DeadLetterStore
@@ -29,16 +29,20 @@ from edge_agent.local_actions import LocalActions
 from edge_agent.outbox.base import OutboxLimits
 from edge_agent.outbox.sqlite import SqliteOutbox
 from edge_agent.pipeline import Pipeline
-from edge_agent.remote_config import RemoteConfigHandler
+from edge_agent.pushed_config import PUSHED_CONFIG_FILE, PushedConfigStore
+from edge_agent.remote_config import RemoteConfigHandler, restore_pushed
 from edge_agent.sd_notify import SdNotifier
 from edge_agent.source_factory import build_sources
-from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.sources.base import Backoff, Source, SourceContext
 from edge_agent.uplink import Uplink
 from edge_agent.uplink_settings import UplinkSettings
 from firmware_adapters.registry import CODECS
 from rules.engine import RuleEngine
 from rules.errors import SnapshotError
 from rules.spec import RuleSet, load_rule_files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _LOG = logging.getLogger(__name__)
 RULE_STATE_FILE: Final = "rule-state.json"
@@ -69,6 +73,11 @@ class Agent:
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._last_snapshot = ""
+        self.sources: list[Source] = []
+        self.actions: LocalActions | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._source_tasks: list[asyncio.Task[None]] = []
+        self._actions_task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Begin a clean shutdown."""
@@ -77,10 +86,14 @@ class Agent:
     async def run(self) -> int:
         """Build everything, run until stopped, shut down cleanly; return the exit code."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        ruleset = load_rule_files(resolve_rule_paths(self.config, self.config_path))
+        base = self.config
+        store = PushedConfigStore(self.state_dir / PUSHED_CONFIG_FILE)
+        cfg, pushed_rules, pushed = restore_pushed(store, base, self.config_path, self.clock.now())
+        self.config = cfg
+        self.bindings.replace(Bindings.build(cfg.devices))
+        ruleset = pushed_rules or load_rule_files(resolve_rule_paths(cfg, self.config_path))
         engine = self._restore_engine(ruleset)
         self.engine = engine
-        cfg = self.config
         outbox = await SqliteOutbox.create(
             state_path(cfg, cfg.outbox.path),
             OutboxLimits(max_records=cfg.outbox.max_records, max_bytes=cfg.outbox.max_bytes),
@@ -102,28 +115,20 @@ class Agent:
         )
         # Rule state is saved as soon as alarm events are stored, before any device is acknowledged.
         pipeline.listeners.append(lambda _events: self._save_snapshot())
-        actions = None
-        if cfg.actions and cfg.sources.mqtt is not None:
-            actions = LocalActions(
-                cfg.actions,
-                cfg.sources.mqtt,
-                self.bindings,
-                client_id=f"steward-{cfg.gateway.id}-actions",
-            )
-            pipeline.listeners.append(actions.on_alarms)
-            actions.seed(
-                (f"{self.site}/{inst.subject}/{inst.rule_id}", inst.subject, inst.severity)
-                for inst in engine.active_instances()
-                if inst.state is AlarmState.FIRING and inst.severity is not None
-            )
+        pipeline.listeners.append(self._on_alarms)
+        self.dead_letters = dead
+        self.outbox = outbox
         self.remote = RemoteConfigHandler(
             config=cfg,
+            base_config=base,
             config_path=self.config_path,
             engine=engine,
             bindings=self.bindings,
             pipeline=pipeline,
             clock=self.clock,
-            actions=actions,
+            reconfigure=self.reconfigure,
+            store=store,
+            applied=pushed,
         )
         self.uplink = uplink = Uplink(
             UplinkSettings.from_config(cfg.uplink, self.config_path.parent),
@@ -132,7 +137,7 @@ class Agent:
             on_config=self.remote,
             clock=self.clock,
         )
-        ctx = SourceContext(
+        self._ctx = SourceContext(
             pipeline.submit,
             pipeline.report_fault,
             pipeline.stats,
@@ -140,23 +145,21 @@ class Agent:
             submit_durable=pipeline.submit_durable,
             submit_many=pipeline.submit_many,
         )
-        self.sources = build_sources(cfg, ctx, self.bindings)
         try:
-            await self._run_tasks(pipeline, uplink, actions)
+            await self._run_tasks(pipeline, uplink)
         finally:
             self._save_snapshot()
             await outbox.close()
             dead.close()
         return 0
 
-    async def _run_tasks(
-        self, pipeline: Pipeline, uplink: Uplink, actions: LocalActions | None
-    ) -> None:
+    async def _run_tasks(self, pipeline: Pipeline, uplink: Uplink) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 core_tasks = [
                     group.create_task(pipeline.run(), name="pipeline"),
                     group.create_task(self._tick_loop(), name="rule-tick"),
@@ -165,13 +168,9 @@ class Agent:
                 ]
                 if self.notifier.watchdog_interval_s:
                     core_tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
-                if actions is not None:
-                    core_tasks.append(group.create_task(actions.run(), name="local-actions"))
+                self._start_actions(self.config)
                 uplink_task = group.create_task(uplink.run(), name="uplink")
-                source_tasks = [
-                    group.create_task(_supervise(s.name, s.run), name=f"source-{s.name}")
-                    for s in self.sources
-                ]
+                self._start_sources(self.config)
                 self.notifier.ready(
                     f"{len(self.sources)} sources, {len(self.engine.rules.rules)} rules"
                 )
@@ -179,19 +178,85 @@ class Agent:
                 await self._stop.wait()
                 _LOG.info("stopping: draining")
                 self.notifier.stopping()
-                await _cancel(source_tasks)
+                await _cancel(self._source_tasks)
                 await pipeline.drain()
                 await pipeline.tick()
                 self._save_snapshot()
-                if actions is not None:
-                    await actions.flush(2.0)
+                if self.actions is not None:
+                    await self.actions.flush(2.0)
                 await uplink.drain(self.drain_timeout_s)
                 # A frozen broker may hold a publish past the deadline: what is unsent stays queued.
                 _done, pending = await asyncio.wait([uplink_task], timeout=self.drain_timeout_s)
-                await _cancel([*core_tasks, *pending])
+                actions_task = [] if self._actions_task is None else [self._actions_task]
+                await _cancel([*core_tasks, *actions_task, *pending])
         finally:
+            self._group = None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+    # --- what a pushed config may change while running -----------------------------------------
+
+    def _start_sources(self, config: EdgeConfig) -> None:
+        if self._group is None:
+            return
+        self.sources = build_sources(config, self._ctx, self.bindings)
+        self._source_tasks = [
+            self._group.create_task(_supervise(s.name, s.run), name=f"source-{s.name}")
+            for s in self.sources
+        ]
+
+    def _start_actions(self, config: EdgeConfig) -> None:
+        self.actions = None
+        self._actions_task = None
+        if self._group is None or not config.actions or config.sources.mqtt is None:
+            return
+        self.actions = actions = LocalActions(
+            config.actions,
+            config.sources.mqtt,
+            self.bindings,
+            client_id=f"steward-{config.gateway.id}-actions",
+        )
+        # Outputs held on by alarms that are FIRING now are switched on again (idempotent).
+        actions.seed(
+            (f"{self.site}/{inst.subject}/{inst.rule_id}", inst.subject, inst.severity)
+            for inst in self.engine.active_instances()
+            if inst.state is AlarmState.FIRING and inst.severity is not None
+        )
+        self._actions_task = self._group.create_task(actions.run(), name="local-actions")
+
+    def _on_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        if self.actions is not None:
+            self.actions.on_alarms(events)
+
+    async def reconfigure(self, old: EdgeConfig, new: EdgeConfig) -> list[str]:
+        """Apply a validated pushed config's sources, actions, pipeline and outbox limits."""
+        changed: list[str] = []
+        if old.sources != new.sources or _polling(old) != _polling(new):
+            await _cancel(self._source_tasks)
+            self._start_sources(new)
+            changed.append("sources")
+        if old.actions != new.actions or old.sources.mqtt != new.sources.mqtt:
+            if self.actions is not None:
+                await self.actions.flush(2.0)
+            if self._actions_task is not None:
+                await _cancel([self._actions_task])
+            self._start_actions(new)
+            if old.actions != new.actions:
+                changed.append("actions")
+        if old.pipeline != new.pipeline:
+            p = new.pipeline
+            self.pipeline.retune(
+                queue_size=p.queue_size, batch_size=p.batch_size, linger_s=p.linger_s
+            )
+            self.dead_letters.ttl = timedelta(days=p.dead_letter_ttl_days)
+            changed.append("pipeline")
+        if old.outbox != new.outbox:
+            self.outbox.set_limits(
+                OutboxLimits(max_records=new.outbox.max_records, max_bytes=new.outbox.max_bytes)
+            )
+            changed.append("outbox")
+        self.config = new
+        return changed
 
     # --- loops ---------------------------------------------------------------------------------
 
@@ -249,6 +314,11 @@ class Agent:
             os.fsync(handle.fileno())
         tmp.replace(path)
         self._last_snapshot = text
+
+
+def _polling(config: EdgeConfig) -> dict[str, object]:
+    """What the Modbus pollers are built from, per device."""
+    return {d.id: (d.codec, d.modbus) for d in config.devices if d.modbus is not None}
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:

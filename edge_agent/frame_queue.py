@@ -19,13 +19,21 @@ class FrameQueue(Generic[_T]):
 
     def __init__(self, maxsize: int) -> None:
         """A queue holding at most `maxsize` items (at least 1)."""
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
         self._items: deque[_T] = deque()
         self._added = asyncio.Event()
         self._room = asyncio.Event()
-        self._room.set()
+        self.maxsize = 0
+        self.resize(maxsize)
+
+    def resize(self, maxsize: int) -> None:
+        """Change the bound; items already queued beyond a smaller one stay until taken."""
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        if len(self._items) < maxsize:
+            self._room.set()
+        else:
+            self._room.clear()
 
     def __len__(self) -> int:
         """Items waiting."""

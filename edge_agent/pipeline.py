@@ -134,6 +134,13 @@ class Pipeline:
         self.stats.frames_in += 1
         return True
 
+    def retune(self, *, queue_size: int, batch_size: int, linger_s: float) -> None:
+        """Change the queue bound and the batching while running (a pushed config)."""
+        self._queue.resize(queue_size)
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.busy_batch_size = max(self.busy_batch_size, batch_size)
+
     @property
     def queued(self) -> int:
         """Frames waiting for the worker."""

@@ -148,6 +148,9 @@ class Outbox(Protocol):
     async def stats(self) -> OutboxStats:
         """Return the current counters."""
 
+    def set_limits(self, limits: OutboxLimits) -> None:
+        """Bound the telemetry anew; the next write keeps to it."""
+
     async def wait_ready(self, min_items: int, timeout: float | None) -> OutboxStats:  # noqa: ASYNC109 - the wait is the point
         """Wait until `min_items` records or any alarm are queued, or `timeout` s pass; return stats."""
 

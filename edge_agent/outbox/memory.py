@@ -147,6 +147,10 @@ class MemoryOutbox:
         await self.end(batch, accepted)
         return await self.begin(max_items, max_bytes)
 
+    def set_limits(self, limits: OutboxLimits) -> None:
+        """Bound the telemetry anew; the next write keeps to it."""
+        self._limits = limits
+
     async def stats(self) -> OutboxStats:
         """Return depths (including the open batch), drops and bytes."""
         return OutboxStats(

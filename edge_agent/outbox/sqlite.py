@@ -519,6 +519,10 @@ class SqliteOutbox:
             lambda: self._end_and_begin_sync(batch, accepted, max_items, max_bytes)
         )
 
+    def set_limits(self, limits: OutboxLimits) -> None:
+        """Bound the telemetry anew; the next write keeps to it."""
+        self._limits = limits
+
     async def stats(self) -> OutboxStats:
         """Return depths (including the open batch), drops and bytes."""
         if self._closed:

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
 
-from bench.gateways.load import LoadPlan, schedule
-from bench.gateways.payloads import DeviceSet, payload
+from bench.gateways.load import LoadPlan, connect_raw, schedule, send
+from bench.gateways.payloads import BASE_TOPIC, DeviceSet, payload
 from bench.gateways.receiver import decode_steward, decode_thingsboard, decode_z2m
 from bench.gateways.stats import Received, Sent, alarm_latencies, analyse, count_reordered
 from core.envelope_json import dumps
 from core.metrics import Metric
 from core.types import AlarmEvent, AlarmState, Envelope, RawFrame, Reading, Severity
 from firmware_adapters.registry import CODECS
+from simulators.services import Mosquitto
 
 
 def _arr(values: list[int]) -> np.ndarray:
@@ -184,3 +189,39 @@ def test_decoders_read_each_gateways_format() -> None:
     raw = payload(devices, 1, 9, 0)
     assert decode_z2m("zigbee2mqtt/bench_0001", raw, devices).messages == [(1, 9)]
     assert decode_z2m("zigbee2mqtt/other", raw, devices).errors == 1
+
+
+def test_payloads_are_the_compact_json_of_their_values() -> None:
+    devices = DeviceSet(sensors=1, smoke=1)
+    for index in range(devices.count):
+        for seq in (0, 1, 12345):
+            body = payload(devices, index, seq, 1_700_000_000_123)
+            assert body == json.dumps(json.loads(body), separators=(",", ":")).encode()
+
+
+@pytest.mark.integration
+def test_the_generator_speaks_mqtt_a_broker_understands(mosquitto: Mosquitto) -> None:
+    devices = DeviceSet(sensors=3)
+    plan = LoadPlan(mosquitto.port, devices, rate=2000.0, seconds=0.5)
+    got: list[tuple[str, bytes]] = []
+    subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id="harness-sub")
+    subscriber.on_message = lambda _c, _u, m: got.append((m.topic, bytes(m.payload)))
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.subscribe(f"{BASE_TOPIC}/#")
+    subscriber.loop_start()
+    try:
+        time.sleep(0.3)
+        sock = connect_raw(plan, "harness-load")
+        try:
+            sent = send(plan, sock)
+        finally:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while len(got) < plan.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    assert len(got) == plan.count == len(sent.seq)
+    decoded = [decode_z2m(topic, body, devices).messages[0] for topic, body in got]
+    assert decoded == list(zip(sent.device.tolist(), sent.seq.tolist(), strict=True))

@@ -8,11 +8,12 @@ from core.clock import FrozenClock
 from core.metrics import Metric
 from core.types import RawFrame
 from edge_agent.bindings import Bindings, BindingsHolder
-from edge_agent.config import parse_config
+from edge_agent.config import EdgeConfig, parse_config
 from edge_agent.dead_letter import DeadLetterStore
 from edge_agent.outbox.memory import MemoryOutbox
 from edge_agent.pipeline import Pipeline
-from edge_agent.remote_config import RemoteConfigHandler
+from edge_agent.pushed_config import PushedConfigStore
+from edge_agent.remote_config import RemoteConfigHandler, restore_pushed
 from firmware_adapters.registry import CODECS
 from rules.engine import RuleEngine
 from rules.spec import parse_rules
@@ -25,11 +26,30 @@ sources:
 devices:
   - {id: smoke-1, codec: zigbee2mqtt.generic.exposes, kind: smoke, friendly_name: kitchen}
 """
+WITH_HALL = (
+    CONFIG
+    + "  - {id: smoke-2, codec: zigbee2mqtt.generic.exposes, kind: smoke, friendly_name: hall}\n"
+)
 SMOKE_RULE = "rules:\n  - id: smoke\n    match: {metric: smoke, kinds: [smoke]}\n    equals: true\n    severity: critical\n"
+HALL_AND_WARNING = yaml.safe_dump(
+    {"config": WITH_HALL, "rules": SMOKE_RULE.replace("critical", "warning")}
+).encode()
+"""A payload adding the hall detector and making the smoke rule a warning."""
+
+
+class Reconfigured:
+    """Records what the handler asked the agent to apply beyond devices and rules."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[EdgeConfig, EdgeConfig]] = []
+
+    async def __call__(self, old: EdgeConfig, new: EdgeConfig) -> list[str]:
+        self.calls.append((old, new))
+        return [key for key in ("sources", "pipeline") if getattr(old, key) != getattr(new, key)]
 
 
 def make_handler(
-    tmp_path: Path,
+    tmp_path: Path, store: PushedConfigStore | None = None
 ) -> tuple[RemoteConfigHandler, Pipeline, MemoryOutbox, BindingsHolder]:
     config = parse_config(CONFIG, "edge.yaml")
     bindings = BindingsHolder(Bindings.build(config.devices))
@@ -51,6 +71,8 @@ def make_handler(
         bindings=bindings,
         pipeline=pipeline,
         clock=clock,
+        reconfigure=Reconfigured(),
+        store=store,
     )
     return handler, pipeline, outbox, bindings
 
@@ -80,13 +102,7 @@ async def test_devices_and_rules_apply_without_restart_and_repeats_are_unchanged
     tmp_path: Path,
 ) -> None:
     handler, pipeline, outbox, bindings = make_handler(tmp_path)
-    new_config = (
-        CONFIG
-        + "  - {id: smoke-2, codec: zigbee2mqtt.generic.exposes, kind: smoke, friendly_name: hall}\n"
-    )
-    payload = yaml.safe_dump(
-        {"config": new_config, "rules": SMOKE_RULE.replace("critical", "warning")}
-    ).encode()
+    payload = HALL_AND_WARNING
     report = await handler(payload)
     assert report["accepted"] is True
     assert report["applied"] == ["devices", "rules"]
@@ -102,13 +118,94 @@ async def test_devices_and_rules_apply_without_restart_and_repeats_are_unchanged
 
 async def test_changes_that_need_a_restart_are_refused(tmp_path: Path) -> None:
     handler, _, _, bindings = make_handler(tmp_path)
-    moved = CONFIG.replace("gw-1", "gw-2").replace("127.0.0.1", "10.0.0.9")
+    moved = CONFIG.replace("gw-1", "gw-2") + "uplink: {host: 10.0.0.9}\noutbox: {path: other.db}\n"
     report = await handler(json.dumps({"config": moved}).encode())
     assert report["accepted"] is False
     assert report["errors"] == [
         "config-topic:config: gateway: changing it needs a restart",
-        "config-topic:config: sources: changing it needs a restart",
+        "config-topic:config: uplink: changing it needs a restart",
+        "config-topic:config: outbox.path: changing it needs a restart",
     ]
     assert "kitchen" in bindings.current.by_friendly_name
     assert (await handler(b"just text"))["accepted"] is False
+    latin1 = await handler("rules: caf\xe9".encode("latin-1"))
+    assert "payload: not UTF-8" in str(latin1["errors"])
     assert (await handler(b""))["accepted"] is True
+
+
+async def test_sources_and_pipeline_are_handed_to_the_agent_to_apply(tmp_path: Path) -> None:
+    handler, _, _, _ = make_handler(tmp_path)
+    changed = CONFIG.replace(
+        "zigbee2mqtt: {}", "zigbee2mqtt: {}, chirpstack: {application_id: '7'}"
+    )
+    changed += "pipeline: {batch_size: 50}\n"
+    report = await handler(json.dumps({"config": changed}).encode())
+    assert report["accepted"] is True
+    assert report["applied"] == ["sources", "pipeline"]
+    reconfigured = handler.reconfigure
+    assert isinstance(reconfigured, Reconfigured)
+    [(old, new)] = reconfigured.calls
+    assert old.sources.mqtt is not None
+    assert old.sources.mqtt.chirpstack is None
+    assert new.sources.mqtt is not None
+    assert new.sources.mqtt.chirpstack is not None
+    assert new.pipeline.batch_size == 50
+    assert handler.config == new
+
+
+async def test_an_accepted_payload_is_kept_and_applied_again_at_start(tmp_path: Path) -> None:
+    store = PushedConfigStore(tmp_path / "pushed-config.json")
+    handler, _, _, _ = make_handler(tmp_path, store)
+    payload = HALL_AND_WARNING
+    report = await handler(payload)
+    assert report["accepted"] is True
+
+    base = parse_config(CONFIG, "edge.yaml")
+    config, rules, pushed = restore_pushed(store, base, tmp_path / "edge.yaml", T0)
+    assert pushed is not None
+    assert pushed.digest == report["digest"]
+    assert [d.id for d in config.devices] == ["smoke-1", "smoke-2"]
+    assert rules is not None
+    assert [r.rule.severity.value for r in rules.rules] == ["warning"]
+    # The agent starts with it applied; the retained message arriving again changes nothing.
+    restarted, *_ = make_handler(tmp_path, store)
+    restarted.applied = pushed
+    assert (await restarted(payload))["changed"] is False
+
+
+async def test_a_kept_payload_that_no_longer_fits_the_files_is_not_applied(
+    tmp_path: Path,
+) -> None:
+    store = PushedConfigStore(tmp_path / "pushed-config.json")
+    handler, _, _, _ = make_handler(tmp_path, store)
+    assert (
+        await handler(json.dumps({"config": CONFIG + "pipeline: {linger_s: 0.01}\n"}).encode())
+    )["accepted"]
+    # The installer moved the gateway to another uplink in its file since.
+    base = parse_config(CONFIG + "uplink: {host: 10.0.0.9}\n", "edge.yaml")
+    config, rules, pushed = restore_pushed(store, base, tmp_path / "edge.yaml", T0)
+    assert (config, rules, pushed) == (base, None, None)
+    (tmp_path / "pushed-config.json").write_text("{not json")
+    assert restore_pushed(store, base, tmp_path / "edge.yaml", T0) == (base, None, None)
+
+
+async def test_clearing_the_retained_config_goes_back_to_the_gateways_files(
+    tmp_path: Path,
+) -> None:
+    store = PushedConfigStore(tmp_path / "pushed-config.json")
+    handler, pipeline, outbox, bindings = make_handler(tmp_path, store)
+    extra = (
+        CONFIG
+        + "  - {id: smoke-2, codec: zigbee2mqtt.generic.exposes, kind: smoke, friendly_name: hall}\n"
+    )
+    assert (await handler(json.dumps({"config": extra}).encode()))["accepted"]
+    assert "hall" in bindings.current.by_friendly_name
+    report = await handler(b"")
+    assert report["accepted"] is True
+    assert report["changed"] is True
+    assert report["applied"] == ["devices", "rules"]
+    assert "hall" not in bindings.current.by_friendly_name
+    assert not (tmp_path / "pushed-config.json").exists()
+    await pipeline.process([smoke_frame("smoke-1")])
+    assert (await outbox.stats()).alarm_depth == 0  # the file config names no rule files
+    assert (await handler(b""))["changed"] is False
