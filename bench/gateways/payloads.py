@@ -10,7 +10,6 @@ every other message fires an alarm.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Final
 
@@ -63,15 +62,18 @@ class DeviceSet:
 
 
 def sensor_payload(seq: int, sent_ms: int) -> bytes:
-    """State of a light sensor: sequence number as `seq` and `illuminance`, send time in ms."""
-    doc = {"illuminance": seq, "seq": seq, "linkquality": 87, "last_seen": sent_ms}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    """State of a light sensor: sequence number as `seq` and `illuminance`, send time in ms.
+
+    Formatted directly (the same bytes as compact `json.dumps`): the generator makes tens of
+    thousands a second and must not be what limits a run.
+    """
+    return b'{"illuminance":%d,"seq":%d,"linkquality":87,"last_seen":%d}' % (seq, seq, sent_ms)
 
 
 def smoke_payload(seq: int, sent_ms: int) -> bytes:
     """State of a smoke detector: smoke on odd sequence numbers, so every other message alarms."""
-    doc = {"smoke": seq % 2 == 1, "battery": 97, "seq": seq, "last_seen": sent_ms}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    smoke = b"true" if seq % 2 == 1 else b"false"
+    return b'{"smoke":%s,"battery":97,"seq":%d,"last_seen":%d}' % (smoke, seq, sent_ms)
 
 
 def payload(devices: DeviceSet, index: int, seq: int, sent_ms: int) -> bytes:
