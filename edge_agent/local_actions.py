@@ -21,6 +21,7 @@ from core.site import DeviceKind
 from core.types import AlarmEvent, AlarmState, Severity
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import LocalActionConfig, LocalMqttConfig
+from edge_agent.mqtt_watch import until_disconnected
 from edge_agent.sources.base import Backoff
 
 _LOG = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ class LocalActions:
         self.client_id = client_id
         self._actions = [_ActionState(a) for a in actions]
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._pending: tuple[str, bytes] | None = None
         self.published = 0
+        self.connections = 0
+        """Connections made to the local broker since the start."""
 
     def replace(self, actions: Sequence[LocalActionConfig]) -> None:
         """Swap in a new action list (alarms holding an old output on are forgotten)."""
@@ -105,7 +109,6 @@ class LocalActions:
     async def run(self) -> None:
         """Publish queued commands, reconnecting to the local broker as needed, until cancelled."""
         backoff = Backoff(first=0.2, maximum=10.0)
-        pending: tuple[str, bytes] | None = None
         while True:
             try:
                 async with aiomqtt.Client(
@@ -115,19 +118,37 @@ class LocalActions:
                     keepalive=self.broker.keepalive_s,
                 ) as client:
                     backoff.reset()
-                    while True:
-                        if pending is None:
-                            pending = await self._queue.get()
-                        topic, payload = pending
-                        await client.publish(topic, payload, qos=1, timeout=5)
-                        self.published += 1
-                        pending = None
-                        self._queue.task_done()
+                    self.connections += 1
+                    # A local broker lost between alarms is noticed (and reconnected) at once,
+                    # not when the next siren command is due.
+                    publishing = asyncio.create_task(self._publish(client))
+                    watching = asyncio.create_task(until_disconnected(client))
+                    try:
+                        done, _ = await asyncio.wait(
+                            [publishing, watching], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        publishing.cancel()
+                        watching.cancel()
+                        await asyncio.gather(publishing, watching, return_exceptions=True)
+                    for task in done:
+                        task.result()
             except aiomqtt.MqttError as err:
                 _LOG.warning(
                     "local actions: broker %s:%s: %s", self.broker.host, self.broker.port, err
                 )
                 await asyncio.sleep(backoff.next_delay())
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        """Send queued commands in order; one that fails stays first in line for the next connection."""
+        while True:
+            if self._pending is None:
+                self._pending = await self._queue.get()
+            topic, payload = self._pending
+            await client.publish(topic, payload, qos=1, timeout=5)
+            self.published += 1
+            self._pending = None
+            self._queue.task_done()
 
     async def flush(self, limit_s: float) -> None:
         """Wait up to `limit_s` for queued commands to go out."""

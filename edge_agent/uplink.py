@@ -27,6 +27,7 @@ from typing import Final
 import aiomqtt
 
 from core.clock import Clock, SystemClock
+from edge_agent.mqtt_watch import until_disconnected
 from edge_agent.outbox.base import Batch, Outbox
 from edge_agent.uplink_settings import UplinkSettings
 
@@ -211,6 +212,10 @@ class Uplink:
         if self._on_config is not None:
             await client.subscribe(self.topics.config, qos=1, timeout=timeout)
             tasks.append(asyncio.create_task(self._config_loop(client), name="uplink-config"))
+        else:
+            # The config loop notices a lost connection while idle; without it, this does.
+            watch = until_disconnected(client)
+            tasks.append(asyncio.create_task(watch, name="uplink-watch"))
         stopping = asyncio.create_task(self._stopping.wait(), name="uplink-stop")
         try:
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)

@@ -1,10 +1,15 @@
+import asyncio
 from datetime import UTC, datetime
+
+import aiomqtt
+import pytest
 
 from core.site import DeviceKind
 from core.types import AlarmEvent, AlarmState, Severity
 from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import DeviceConfig, LocalActionConfig, LocalMqttConfig
 from edge_agent.local_actions import LocalActions
+from simulators.services import Mosquitto
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -15,7 +20,7 @@ def event(
     return AlarmEvent(fingerprint, 1, state, severity, T0, T0, "r", device)
 
 
-def make() -> LocalActions:
+def make(broker: LocalMqttConfig | None = None) -> LocalActions:
     bindings = BindingsHolder(
         Bindings.build(
             [
@@ -30,7 +35,7 @@ def make() -> LocalActions:
         )
     )
     action = LocalActionConfig(topic="relay/siren/set", kinds=(DeviceKind.SMOKE,))
-    return LocalActions([action], LocalMqttConfig(), bindings)
+    return LocalActions([action], broker or LocalMqttConfig(), bindings)
 
 
 def queued(actions: LocalActions) -> list[bytes]:
@@ -60,3 +65,46 @@ def test_alarms_firing_before_a_restart_are_taken_over() -> None:
     assert queued(actions) == [b'{"state": "ON"}']
     actions.on_alarms([event("s/smoke-1/r", "smoke-1", AlarmState.RESOLVED)])
     assert queued(actions) == [b'{"state": "OFF"}']
+
+
+async def _until(predicate: object, limit: float = 20.0) -> None:
+    assert callable(predicate)
+    for _ in range(int(limit / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {limit} s")
+
+
+@pytest.mark.integration
+async def test_a_local_broker_lost_between_alarms_is_reconnected_before_the_next_one(
+    mosquitto: Mosquitto,
+) -> None:
+    actions = make(LocalMqttConfig(host=mosquitto.host, port=mosquitto.port, keepalive_s=5))
+    got: list[bytes] = []
+
+    async def siren() -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+                    await client.subscribe("relay/siren/set", qos=1)
+                    async for message in client.messages:
+                        got.append(bytes(message.payload))  # noqa: PERF401
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    listener = asyncio.create_task(siren())
+    running = asyncio.create_task(actions.run())
+    try:
+        await _until(lambda: actions.connections == 1)
+        mosquitto.restart()
+        # No command is due: the lost connection is noticed and made again all the same.
+        await _until(lambda: actions.connections == 2)
+        await asyncio.sleep(0.5)  # the listener reconnects too
+        actions.on_alarms([event("s/smoke-1/r", "smoke-1", AlarmState.FIRING)])
+        await _until(lambda: got == [b'{"state": "ON"}'])
+        assert actions.published == 1
+    finally:
+        running.cancel()
+        listener.cancel()
+        await asyncio.gather(running, listener, return_exceptions=True)

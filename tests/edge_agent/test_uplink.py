@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -409,3 +410,22 @@ async def test_batches_by_size_and_time_and_alarms_do_not_wait(
         assert time.monotonic() - started < 1.0
     assert [len(e.readings) for e in collector.unique()] == [20, 100, 3]
     assert collector.unique()[-1].alarm_events == (alarm(1),)
+
+
+async def test_an_idle_uplink_notices_a_lost_broker_and_leaves_no_error_unread(
+    mosquitto: Mosquitto, outbox: SqliteOutbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    gc.collect()  # what earlier tests left behind is not this test's business
+    caplog.clear()
+    uplink = Uplink(settings(mosquitto), outbox, gateway_id=GW)
+    async with running(uplink.run()):
+        await wait_until(lambda: uplink.counters.connected)
+        mosquitto.stop()
+        await wait_until(lambda: uplink.counters.connect_failures >= 1)
+        assert not uplink.counters.connected  # noticed while idle, nothing to publish
+        mosquitto.start()
+        await wait_until(lambda: uplink.counters.reconnects >= 1)
+    for _ in range(3):
+        gc.collect()
+        await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
