@@ -205,7 +205,7 @@ class Agent:
             for s in self.sources
         ]
 
-    def _start_actions(self, config: EdgeConfig) -> None:
+    def _start_actions(self, config: EdgeConfig, unsent: Sequence[tuple[str, bytes]] = ()) -> None:
         self.actions = None
         self._actions_task = None
         if self._group is None or not config.actions or config.sources.mqtt is None:
@@ -216,7 +216,9 @@ class Agent:
             self.bindings,
             client_id=f"steward-{config.gateway.id}-actions",
         )
-        # Outputs held on by alarms that are FIRING now are switched on again (idempotent).
+        # What the replaced actions had not sent yet (a siren's OFF) goes first; then outputs
+        # held on by alarms FIRING now are switched on again (idempotent).
+        actions.send_first(unsent)
         actions.seed(
             (f"{self.site}/{inst.subject}/{inst.rule_id}", inst.subject, inst.severity)
             for inst in self.engine.active_instances()
@@ -236,11 +238,9 @@ class Agent:
             self._start_sources(new)
             changed.append("sources")
         if old.actions != new.actions or old.sources.mqtt != new.sources.mqtt:
-            if self.actions is not None:
-                await self.actions.flush(2.0)
             if self._actions_task is not None:
                 await _cancel([self._actions_task])
-            self._start_actions(new)
+            self._start_actions(new, [] if self.actions is None else self.actions.unsent())
             if old.actions != new.actions:
                 changed.append("actions")
         if old.pipeline != new.pipeline:

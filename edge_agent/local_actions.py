@@ -62,6 +62,20 @@ class LocalActions:
         """Swap in a new action list (alarms holding an old output on are forgotten)."""
         self._actions = [_ActionState(a) for a in actions]
 
+    def unsent(self) -> list[tuple[str, bytes]]:
+        """Take the commands not yet published, in order (for the actions that replace these)."""
+        out = [] if self._pending is None else [self._pending]
+        self._pending = None
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+            self._queue.task_done()
+        return out
+
+    def send_first(self, commands: Iterable[tuple[str, bytes]]) -> None:
+        """Queue commands left unsent by the actions these replace, ahead of anything new."""
+        for command in commands:
+            self._queue.put_nowait(command)
+
     def seed(self, firing: Iterable[tuple[str, str, Severity]]) -> None:
         """Take over alarms that were FIRING before a restart: `(fingerprint, device_id, severity)`.
 

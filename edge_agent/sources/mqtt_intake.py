@@ -60,9 +60,9 @@ def split_packets(data: bytes, start: int = 0) -> tuple[list[tuple[int, int, int
     """Split whole MQTT packets off `data[start:]`; return `(start, body, end)` per packet.
 
     `start` is the packet's first byte (type and flags), `body` is where its variable header starts
-    and `end` where the next packet starts. The second
-    value is the offset of the first byte that is not part of a whole packet (keep it for the next
-    read). Raises `MalformedPacketError` for a remaining length longer than 4 bytes.
+    and `end` where the next packet starts. The second value is the offset of the first byte that
+    is not part of a whole packet (keep it for the next read). A remaining length longer than 4
+    bytes ends the split there; it raises `MalformedPacketError` when it is the first packet.
     """
     packets: list[tuple[int, int, int]] = []
     size = len(data)
@@ -81,6 +81,8 @@ def split_packets(data: bytes, start: int = 0) -> tuple[list[tuple[int, int, int
                 break
             shift += 7
             if shift > 21:  # noqa: PLR2004 - MQTT: at most 4 bytes of remaining length
+                if packets:
+                    return packets, pos  # what came before it is good
                 raise MalformedPacketError(f"remaining length of more than 4 bytes at {pos}")
         end = index + length
         if end > size:
@@ -263,6 +265,9 @@ class MqttIntake:
         except MalformedPacketError as err:
             self._pause()
             self._fail(f"malformed packet from the broker: {err}")
+        except Exception as err:  # noqa: BLE001 - paho refusing a packet: reconnect, never crash
+            self._pause()
+            self._fail(f"packet not handled: {type(err).__name__}: {err}")
         # paho's keepalive counts bytes received; the QoS 0 messages taken here count too.
         self._client._last_bytes_received = time.monotonic()  # noqa: SLF001
         if self._pending.messages:
@@ -279,6 +284,8 @@ class MqttIntake:
             first = data[start]
             if first >> 4 == PUBLISH and not first & 0x06:
                 # QoS 0: topic length, topic, payload (no packet id).
+                if end - body < 2:  # noqa: PLR2004 - the topic length field
+                    raise MalformedPacketError(f"PUBLISH without a topic length at {start}")
                 topic_end = body + 2 + (data[body] << 8 | data[body + 1])
                 if topic_end > end:
                     raise MalformedPacketError(f"topic runs past its PUBLISH packet at {body}")
@@ -294,6 +301,8 @@ class MqttIntake:
                 self._pause()
                 self._fail(f"read failed: {paho.error_string(rc)}")
                 return
+        if self._rest:
+            split_packets(self._rest)  # a malformed header after the good packets raises now
 
     def _writable(self) -> None:
         try:

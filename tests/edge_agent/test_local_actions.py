@@ -108,3 +108,16 @@ async def test_a_local_broker_lost_between_alarms_is_reconnected_before_the_next
         running.cancel()
         listener.cancel()
         await asyncio.gather(running, listener, return_exceptions=True)
+
+
+def test_commands_not_yet_sent_go_first_on_the_actions_that_replace_them() -> None:
+    old = make()
+    old.on_alarms([event("s/smoke-1/r", "smoke-1", AlarmState.FIRING)])
+    old.on_alarms([event("s/smoke-1/r", "smoke-1", AlarmState.RESOLVED)])
+    unsent = old.unsent()
+    assert [payload for _, payload in unsent] == [b'{"state": "ON"}', b'{"state": "OFF"}']
+    assert old.unsent() == []
+    new = make()
+    new.send_first(unsent)
+    new.seed([("s/smoke-2/r", "smoke-2", Severity.CRITICAL)])
+    assert queued(new) == [b'{"state": "ON"}', b'{"state": "OFF"}', b'{"state": "ON"}']

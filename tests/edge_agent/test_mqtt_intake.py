@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+from typing import Self
 
 import paho.mqtt.client as paho
 import pytest
@@ -245,3 +246,57 @@ async def test_a_failed_store_ends_the_connection_so_the_broker_sends_again(
     finally:
         again.close()
     assert messages == [("z/a", b"1")]
+
+
+class HostileBroker:
+    """Accepts one client, answers CONNECT and SUBSCRIBE, then sends the bytes it was given."""
+
+    def __init__(self, after_suback: bytes) -> None:
+        self.after_suback = after_suback
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x02\x00\x00")  # CONNACK accepted
+        subscribe = await reader.read(1024)
+        packet_id = subscribe[2:4]
+        writer.write(b"\x90\x03" + packet_id + b"\x01")  # SUBACK, QoS 1 granted
+        writer.write(b"\x30\x05\x00\x01zok" + self.after_suback)
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("garbage", "reason"),
+    [
+        (b"\x30\x01\x00", "without a topic length"),
+        (b"\x30\x03\x00\x09z", "topic runs past"),
+        (b"\x30\xff\xff\xff\xff\x7f", "more than 4 bytes"),
+        (b"\x36\x02\x00\x00", "Protocol error"),  # QoS 3 does not exist
+    ],
+)
+async def test_a_malformed_packet_ends_the_connection_after_the_good_ones(
+    garbage: bytes, reason: str
+) -> None:
+    async with HostileBroker(garbage) as broker:
+        intake = MqttIntake("127.0.0.1", broker.port, client_id="intake-hostile", topics=["z"])
+        await intake.connect()
+        try:
+            async with asyncio.timeout(5):
+                received = await intake.take()
+                assert received.messages == [("z", b"ok")]
+                with pytest.raises(MqttIntakeError, match=reason):
+                    await intake.take()
+        finally:
+            intake.close()

@@ -61,8 +61,13 @@ def test_control_packets_with_the_high_bit_set_are_split_too() -> None:
 
 
 def test_a_remaining_length_of_five_bytes_is_malformed() -> None:
+    bad = b"\x30\xff\xff\xff\xff\x01" + b"x" * 10
     with pytest.raises(MalformedPacketError, match="more than 4 bytes"):
-        split_packets(b"\x30\xff\xff\xff\xff\x01" + b"x" * 10)
+        split_packets(bad)
+    good = publish("z", b"1")
+    packets, kept = split_packets(good + bad)  # the good packet first, the error at the next call
+    assert [(s, e) for s, _, e in packets] == [(0, len(good))]
+    assert kept == len(good)
 
 
 _packets = st.lists(
