@@ -1,9 +1,10 @@
 """The Agent: builds sources → pipeline → rules → outbox → uplink from the config and runs them.
 
 Every long-running part is a named task in one `asyncio.TaskGroup`. Sources run under a supervisor
-that restarts them with backoff if they ever fail. A 1 s tick drives the rule engine's timers; its
-state is snapshotted into the state directory whenever it changes, so PENDING timers survive a
-restart. SIGTERM/SIGINT start a clean stop: sources stop, queued frames are processed, the rule state
+that restarts them with backoff if they ever fail. A 1 s tick drives the rule engine's timers. Its
+state is stored in the outbox: in the transaction of every batch of alarm events (whose sequence
+numbers it holds, so a crash never keeps one without the other) and at each tick when it changed,
+so PENDING timers survive a restart. SIGTERM/SIGINT start a clean stop: sources stop, queued frames are processed, the rule state
 is saved, the uplink flushes what it can within `drain_timeout_s`, and the process exits 0. systemd is
 told READY=1, WATCHDOG=1 (from the event loop, so a stuck loop gets restarted) and STOPPING=1.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _LOG = logging.getLogger(__name__)
-RULE_STATE_FILE: Final = "rule-state.json"
+LEGACY_RULE_STATE_FILE: Final = "rule-state.json"
+"""Where the rule state was kept before it moved into the outbox; read once, then removed."""
 DEAD_LETTER_FILE: Final = "dead-letters.sqlite3"
 
 
@@ -72,7 +73,6 @@ class Agent:
         self.bindings = BindingsHolder(Bindings.build(config.devices))
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
-        self._last_snapshot = ""
         self.sources: list[Source] = []
         self.actions: LocalActions | None = None
         self._group: asyncio.TaskGroup | None = None
@@ -92,12 +92,12 @@ class Agent:
         self.config = cfg
         self.bindings.replace(Bindings.build(cfg.devices))
         ruleset = pushed_rules or load_rule_files(resolve_rule_paths(cfg, self.config_path))
-        engine = self._restore_engine(ruleset)
-        self.engine = engine
         outbox = await SqliteOutbox.create(
             state_path(cfg, cfg.outbox.path),
             OutboxLimits(max_records=cfg.outbox.max_records, max_bytes=cfg.outbox.max_bytes),
         )
+        engine = self._restore_engine(ruleset, await outbox.saved_state())
+        self.engine = engine
         dead = DeadLetterStore(
             self.state_dir / DEAD_LETTER_FILE,
             ttl=timedelta(days=cfg.pipeline.dead_letter_ttl_days),
@@ -112,9 +112,8 @@ class Agent:
             queue_size=cfg.pipeline.queue_size,
             batch_size=cfg.pipeline.batch_size,
             linger_s=cfg.pipeline.linger_s,
+            snapshot=self._snapshot_text,
         )
-        # Rule state is saved as soon as alarm events are stored, before any device is acknowledged.
-        pipeline.listeners.append(lambda _events: self._save_snapshot())
         pipeline.listeners.append(self._on_alarms)
         self.dead_letters = dead
         self.outbox = outbox
@@ -146,9 +145,11 @@ class Agent:
             submit_many=pipeline.submit_many,
         )
         try:
+            await pipeline.save_state()
+            (self.state_dir / LEGACY_RULE_STATE_FILE).unlink(missing_ok=True)
             await self._run_tasks(pipeline, uplink)
         finally:
-            self._save_snapshot()
+            await pipeline.save_state()
             await outbox.close()
             dead.close()
         return 0
@@ -181,7 +182,7 @@ class Agent:
                 await _cancel(self._source_tasks)
                 await pipeline.drain()
                 await pipeline.tick()
-                self._save_snapshot()
+                await pipeline.save_state()
                 if self.actions is not None:
                     await self.actions.flush(2.0)
                 await uplink.drain(self.drain_timeout_s)
@@ -264,7 +265,7 @@ class Agent:
         while True:
             await asyncio.sleep(1.0)
             await self.pipeline.tick()
-            self._save_snapshot()
+            await self.pipeline.save_state()
 
     async def _stats_loop(self) -> None:
         while True:
@@ -284,36 +285,30 @@ class Agent:
 
     # --- rule state ----------------------------------------------------------------------------
 
-    def _restore_engine(self, ruleset: RuleSet) -> RuleEngine:
+    def _restore_engine(self, ruleset: RuleSet, saved: str | None) -> RuleEngine:
+        """The engine as the outbox last stored it (or as an older release's file left it)."""
         devices = self.bindings.current.infos()
-        path = self.state_dir / RULE_STATE_FILE
+        origin = "the outbox"
+        if saved is None:
+            legacy = self.state_dir / LEGACY_RULE_STATE_FILE
+            try:
+                saved, origin = legacy.read_text(encoding="utf-8"), str(legacy)
+            except FileNotFoundError:
+                _LOG.info("no rule state yet: starting fresh")
+                return RuleEngine(ruleset, devices, site=self.site)
+            except OSError as err:
+                _LOG.warning("rule state %s not restored: %s", legacy, err)
+                return RuleEngine(ruleset, devices, site=self.site)
         try:
-            snapshot = json.loads(path.read_text(encoding="utf-8"))
-            engine = RuleEngine.restore(snapshot, ruleset, devices, site=self.site)
-        except FileNotFoundError:
-            _LOG.info("no rule state at %s yet: starting fresh", path)
-        except (ValueError, SnapshotError, OSError) as err:
-            _LOG.warning("rule state %s not restored: %s", path, err)
-        else:
-            _LOG.info("rule state restored from %s", path)
-            return engine
-        return RuleEngine(ruleset, devices, site=self.site)
+            engine = RuleEngine.restore(json.loads(saved), ruleset, devices, site=self.site)
+        except (ValueError, SnapshotError) as err:
+            _LOG.warning("rule state from %s not restored: %s", origin, err)
+            return RuleEngine(ruleset, devices, site=self.site)
+        _LOG.info("rule state restored from %s", origin)
+        return engine
 
-    def _save_snapshot(self) -> None:
-        engine = getattr(self, "engine", None)
-        if engine is None:
-            return
-        text = json.dumps(engine.snapshot(), separators=(",", ":"), sort_keys=True)
-        if text == self._last_snapshot:
-            return
-        path = self.state_dir / RULE_STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-        self._last_snapshot = text
+    def _snapshot_text(self) -> str:
+        return json.dumps(self.engine.snapshot(), separators=(",", ":"), sort_keys=True)
 
 
 def _polling(config: EdgeConfig) -> dict[str, object]:

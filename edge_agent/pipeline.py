@@ -75,12 +75,15 @@ class Pipeline:
         batch_size: int = 200,
         linger_s: float = 0.005,
         busy_batch_size: int = 4000,
+        snapshot: Callable[[], str] | None = None,
     ) -> None:
         """Wire the pipeline; nothing runs until `run()` is awaited.
 
         `batch_size` frames are decoded at a time (between them the worker yields to the event
         loop); when more than that are already waiting, up to `busy_batch_size` frames share one
         outbox transaction, so the number of disk flushes per second stays flat as load grows.
+        `snapshot` returns the rule engine's state as text: it is stored in the transaction of
+        every batch of alarm events (they carry its sequence numbers) and by `save_state`.
         """
         self.gateway_id = gateway_id
         self.codecs = codecs
@@ -95,6 +98,8 @@ class Pipeline:
         self.listeners: list[AlarmListener] = []
         self._queue: FrameQueue[_Item] = FrameQueue(queue_size)
         self._lock = asyncio.Lock()
+        self._snapshot = snapshot
+        self._saved_state: str | None = None
 
     async def submit(self, frame: RawFrame) -> None:
         """Queue a frame, waiting while the queue is full (backpressure)."""
@@ -224,14 +229,31 @@ class Pipeline:
         await self._store(readings, ())
         return readings
 
-    async def _store(self, readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> None:
-        if not readings and not events:
+    async def save_state(self) -> None:
+        """Store the rule engine's state if it changed since it was last stored (timers, windows)."""
+        if self._snapshot is not None and self._snapshot() != self._saved_state:
+            await self._store((), (), with_state=True)
+
+    async def _store(
+        self,
+        readings: Sequence[Reading],
+        events: Sequence[AlarmEvent],
+        *,
+        with_state: bool = False,
+    ) -> None:
+        if not readings and not events and not with_state:
             return
         delay = 0.1
         async with self._lock:
+            # The state goes with the events it numbered, in their transaction.
+            state = None
+            if self._snapshot is not None and (events or with_state):
+                state = self._snapshot()
             while True:
                 try:
-                    await self.outbox.put(readings, events)
+                    await self.outbox.put(readings, events, state=state)
+                    if state is not None:
+                        self._saved_state = state
                     break
                 except (sqlite3.Error, OSError):
                     # Disk full or failing: hold the batch (the queue fills, sources wait) and retry.

@@ -247,8 +247,9 @@ class Uplink:
             payload = batch.envelope(self.gateway_id, self._clock.now())
             try:
                 await client.publish(self.topics.up, payload, qos=1, timeout=s.publish_timeout_s)
-            except aiomqtt.MqttError:
-                # No PUBACK: nothing is committed; the batch stays open for the retry.
+            except (aiomqtt.MqttError, asyncio.CancelledError):
+                # No PUBACK (or the connection was found lost meanwhile): nothing is committed;
+                # the batch stays open for the retry.
                 self.counters.publish_failures += 1
                 raise
             sent = batch

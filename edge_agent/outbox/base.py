@@ -16,6 +16,7 @@ Guarantees every implementation keeps (checked by tests/edge_agent/test_outbox_c
   Otherwise accepted and rejected records are deleted (rejected ones are counted) and the rest of the
   batch goes back to the queue in its original place.
 - `end_and_begin` is `end` followed by `begin`, atomically for a durable outbox.
+- A `put` may carry a state text (the rule engine's snapshot), kept with the records it wrote.
 """
 
 from __future__ import annotations
@@ -122,9 +123,21 @@ class Outbox(Protocol):
     """A durable, bounded queue of readings and alarm events with batch transactions."""
 
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
-        """Queue readings and alarm events in one transaction (durable when this returns)."""
+        """Queue readings and alarm events in one transaction (durable when this returns).
+
+        `state`, when given, replaces the saved state text (`saved_state`) in the same transaction:
+        the rule engine's snapshot is stored with the alarm events it numbered, so a crash can
+        never keep one without the other.
+        """
+
+    async def saved_state(self) -> str | None:
+        """The state text of the last `put` that carried one (None if none ever did)."""
 
     async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:
         """Open a batch of at most `max_items` records (and about `max_bytes`), or return None.

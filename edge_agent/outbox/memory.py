@@ -34,16 +34,23 @@ class MemoryOutbox:
         self._open: Batch | None = None
         self._closed = False
         self._signal = ReadySignal()
+        self._state: str | None = None
 
     def _check(self) -> None:
         if self._closed:
             raise OutboxError("outbox is closed")
 
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
         """Queue readings and alarm events, dropping the oldest telemetry beyond the bound."""
         self._check()
+        if state is not None:
+            self._state = state
         for event in events:
             body = encode_event(event)
             size = utf8_size(body)
@@ -146,6 +153,11 @@ class MemoryOutbox:
         """Close `batch` with `accepted`, then open the next batch."""
         await self.end(batch, accepted)
         return await self.begin(max_items, max_bytes)
+
+    async def saved_state(self) -> str | None:
+        """The state text of the last `put` that carried one."""
+        self._check()
+        return self._state
 
     def set_limits(self, limits: OutboxLimits) -> None:
         """Bound the telemetry anew; the next write keeps to it."""

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS open_batch (
     last_reading INTEGER NOT NULL   -- and the readings with id <= last_reading (0: none)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS saved_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS damaged_records (
     seq INTEGER PRIMARY KEY,
     record_id INTEGER NOT NULL,
@@ -208,16 +209,13 @@ class SqliteOutbox:
                 f"{self.path} has outbox schema version {version}; this Steward reads "
                 f"up to {SCHEMA_VERSION} (a newer release wrote it)"
             )
-        if version == SCHEMA_VERSION:
-            return
         columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
         with self._transaction(conn):
-            if "batch" in columns:
+            if version < SCHEMA_VERSION and "batch" in columns:
                 _migrate_v1(conn)
-            else:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+            for statement in _SCHEMA.split(";"):  # every table and index IF NOT EXISTS
+                if statement.strip():
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
@@ -250,7 +248,7 @@ class SqliteOutbox:
     def _encode(readings: Sequence[Reading], events: Sequence[AlarmEvent]) -> list[str]:
         return [*map(encode_event, events), *map(encode_reading, readings)]
 
-    def _put_sync(self, n_events: int, bodies: list[str]) -> None:
+    def _put_sync(self, n_events: int, bodies: list[str], state: str | None) -> None:
         first = self._next_id
         rows = [
             (first + i, _ALARM if i < n_events else _READING, body, utf8_size(body))
@@ -259,6 +257,12 @@ class SqliteOutbox:
         conn = self._db()
         with self._restored_on_failure(), self._transaction(conn):
             conn.executemany("INSERT INTO records (id, kind, body, size) VALUES (?, ?, ?, ?)", rows)
+            if state is not None:
+                conn.execute(
+                    "INSERT INTO saved_state VALUES ('rules', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (state,),
+                )
             depth, size_of = self._depth, self._bytes
             for _, kind, _, size in rows:
                 depth[kind] += 1
@@ -482,18 +486,36 @@ class SqliteOutbox:
         await self._run(self._open_sync)
 
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
-        """Queue readings and alarm events in one durable transaction."""
-        if not readings and not events:
+        """Queue readings and alarm events (and the state text) in one durable transaction."""
+        if not readings and not events and state is None:
             return
         if self._closed:
             raise OutboxError("outbox is closed")
-        loop = asyncio.get_running_loop()
-        bodies = await loop.run_in_executor(self._encoder, self._encode, readings, events)
+        bodies: list[str] = []
+        if readings or events:
+            loop = asyncio.get_running_loop()
+            bodies = await loop.run_in_executor(self._encoder, self._encode, readings, events)
         n_events = len(events)
-        await self._run(lambda: self._put_sync(n_events, bodies))
-        self._signal.notify()
+        await self._run(lambda: self._put_sync(n_events, bodies, state))
+        if bodies:
+            self._signal.notify()
+
+    async def saved_state(self) -> str | None:
+        """The state text of the last `put` that carried one."""
+
+        def read() -> str | None:
+            row = (
+                self._db().execute("SELECT value FROM saved_state WHERE name = 'rules'").fetchone()
+            )
+            return None if row is None else str(row[0])
+
+        return await self._run(read)
 
     async def begin(self, max_items: int, max_bytes: int | None = None) -> Batch | None:
         """Return the open batch, or open a new one from the oldest alarms, then telemetry."""

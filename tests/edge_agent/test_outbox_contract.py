@@ -267,6 +267,30 @@ async def test_closed_outbox_refuses_work(make_outbox: OutboxFactory) -> None:
         await outbox.put([reading(1)])
 
 
+async def test_a_put_may_carry_the_state_text_kept_with_its_records(
+    make_outbox: OutboxFactory,
+) -> None:
+    outbox = await make_outbox(None)
+    assert await outbox.saved_state() is None
+    await outbox.put([reading(1)], [alarm(1)], state='{"seq": 1}')
+    await outbox.put([reading(2)])  # no state: the last one stays
+    assert await outbox.saved_state() == '{"seq": 1}'
+    await outbox.put(state='{"seq": 2}')  # the state alone adds no record
+    assert await outbox.saved_state() == '{"seq": 2}'
+    assert (await outbox.stats()).depth == 3
+
+
+async def test_the_state_text_survives_a_restart(tmp_path: Path) -> None:
+    outbox = await SqliteOutbox.create(tmp_path / "o.db")
+    await outbox.put([reading(1)], state="kept")
+    await outbox.close()
+    reopened = await SqliteOutbox.create(tmp_path / "o.db")
+    try:
+        assert await reopened.saved_state() == "kept"
+    finally:
+        await reopened.close()
+
+
 # Operations: ("put", readings, alarms) or ("send", max_items, how) where how picks the outcome.
 _ops = st.lists(
     st.one_of(

@@ -243,12 +243,16 @@ class FlakyOutbox(MemoryOutbox):
         self.failures = failures
 
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
         if self.failures:
             self.failures -= 1
             raise sqlite3.OperationalError("database or disk is full")
-        await super().put(readings, events)
+        await super().put(readings, events, state=state)
 
 
 async def test_a_failing_outbox_write_is_retried_without_losing_or_repeating(

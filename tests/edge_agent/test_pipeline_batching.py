@@ -39,11 +39,15 @@ class CountingOutbox(MemoryOutbox):
         self.puts: list[int] = []
 
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
         self.puts.append(len(readings))
         await asyncio.sleep(0.01)  # a disk flush takes time; frames queue meanwhile
-        await super().put(readings, events)
+        await super().put(readings, events, state=state)
 
 
 def pipeline(outbox: MemoryOutbox, tmp_path: Path, *, busy: int) -> Pipeline:
@@ -162,9 +166,13 @@ async def test_submitting_more_than_the_queue_holds_waits_for_room_in_order(
 
 class FailingOutbox(MemoryOutbox):
     async def put(
-        self, readings: Sequence[Reading] = (), events: Sequence[AlarmEvent] = ()
+        self,
+        readings: Sequence[Reading] = (),
+        events: Sequence[AlarmEvent] = (),
+        *,
+        state: str | None = None,
     ) -> None:
-        del readings, events
+        del readings, events, state
         raise RuntimeError("the outbox is broken")
 
 

@@ -228,6 +228,7 @@ async def test_silent_partition_commits_nothing_without_puback(
         await collector.subscribed.wait()
         await outbox.put(readings(0, 300))
         await wait_until(lambda: len(collector.readings()) == 300)
+        await wait_until(lambda: uplink.counters.records_sent == 300)  # the last PUBACK is handled
         mosquitto.pause()  # SIGSTOP: TCP stays open, no PUBACK, no PINGRESP
         try:
             sent_before = uplink.counters.records_sent

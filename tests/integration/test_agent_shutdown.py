@@ -44,6 +44,6 @@ uplink: {{host: 127.0.0.1, port: {mosquitto.port}, keepalive_s: 2}}
     outbox = await SqliteOutbox.create(tmp_path / "state" / "outbox.sqlite3")
     try:
         assert (await outbox.stats()).depth == 50
+        assert await outbox.saved_state() is not None  # the rule state, kept with the queue
     finally:
         await outbox.close()
-    assert (tmp_path / "state" / "rule-state.json").exists()
