@@ -1,7 +1,9 @@
 """The receiver on the uplink broker: decodes what each gateway forwards, records every arrival.
 
-Runs in its own process (`run_receiver`) with paho-mqtt's network thread, a persistent session
-(clean session off, QoS 1), so whatever a gateway re-sends after an uplink outage is still counted.
+Runs in its own process (`run_receiver`) with a persistent session (clean session off, QoS 1), so
+whatever a gateway re-sends after an uplink outage is still counted. It reads with the edge agent's
+`MqttIntake`, which splits packets itself: with paho's one callback per message, the subscriber was
+what limited the broker-only ceiling, so that figure said more about the receiver than the broker.
 Decoders are pure and map a message to (device index, sequence number) pairs plus the devices of
 FIRING alarm events:
 
@@ -16,8 +18,8 @@ Sequence numbers at or above `PROBE_BASE` are readiness probes and are only coun
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -27,14 +29,13 @@ from pathlib import Path
 from typing import Final, Protocol
 
 import numpy as np
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.gateways.payloads import BASE_TOPIC, DeviceSet
 from bench.gateways.stats import Received
 from bench.gateways.targets import Decoder
 from core.metrics import Metric
 from core.types import AlarmState
+from edge_agent.sources.mqtt_intake import MqttIntake, MqttIntakeError
 
 PROBE_BASE: Final = 3_000_000_000
 ILLUMINANCE: Final = Metric.ILLUMINANCE_LUX.value
@@ -153,7 +154,7 @@ class ReceiverSpec:
 
 
 class Recorder:
-    """Collects arrivals from paho's network thread."""
+    """Collects arrivals."""
 
     def __init__(self, spec: ReceiverSpec, progress: Progress) -> None:
         """Empty record."""
@@ -166,74 +167,80 @@ class Recorder:
         self.alarm_ns = array("q")
         self.errors = 0
         self.probes = 0
-        self.lock = threading.Lock()
 
-    def on_message(self, topic: str, payload: bytes) -> None:
-        """Decode one message and record its arrivals."""
-        now = time.monotonic_ns()
+    def on_message(self, topic: str, payload: bytes, now: int) -> None:
+        """Decode one message that arrived at `now` (monotonic ns) and record its arrivals."""
         decoded = decode(self.spec.decoder, topic, payload, self.spec.devices)
-        with self.lock:
-            self.errors += decoded.errors
-            for device, seq in decoded.messages:
-                if seq >= PROBE_BASE:
-                    self.probes += 1
-                    continue
-                self.device.append(device)
-                self.seq.append(seq)
-                self.recv_ns.append(now)
-            for device in decoded.alarms:
-                self.alarm_device.append(device)
-                self.alarm_ns.append(now)
-            self.progress[0] = len(self.device)
-            self.progress[1] = now
-            self.progress[2] = self.probes
+        self.errors += decoded.errors
+        for device, seq in decoded.messages:
+            if seq >= PROBE_BASE:
+                self.probes += 1
+                continue
+            self.device.append(device)
+            self.seq.append(seq)
+            self.recv_ns.append(now)
+        for device in decoded.alarms:
+            self.alarm_device.append(device)
+            self.alarm_ns.append(now)
+        self.progress[0] = len(self.device)
+        self.progress[1] = now
+        self.progress[2] = self.probes
 
     def save(self, out: Path) -> None:
         """Write the record as .npz."""
-        with self.lock:
-            np.savez(
-                out,
-                device=np.array(self.device, dtype=np.int64),
-                seq=np.array(self.seq, dtype=np.int64),
-                recv_ns=np.array(self.recv_ns, dtype=np.int64),
-                alarm_device=np.array(self.alarm_device, dtype=np.int64),
-                alarm_ns=np.array(self.alarm_ns, dtype=np.int64),
-                errors=np.array([self.errors], dtype=np.int64),
-            )
+        np.savez(
+            out,
+            device=np.array(self.device, dtype=np.int64),
+            seq=np.array(self.seq, dtype=np.int64),
+            recv_ns=np.array(self.recv_ns, dtype=np.int64),
+            alarm_device=np.array(self.alarm_device, dtype=np.int64),
+            alarm_ns=np.array(self.alarm_ns, dtype=np.int64),
+            errors=np.array([self.errors], dtype=np.int64),
+        )
 
 
 def run_receiver(spec: ReceiverSpec, out: Path, stop: Event, progress: Progress) -> None:
     """Process entry: subscribe, record until `stop` is set, save the record to `out`."""
     recorder = Recorder(spec, progress)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=spec.client_id,
-        clean_session=False,
-        protocol=mqtt.MQTTv311,
-    )
-    client.max_inflight_messages_set(1000)
-    client.reconnect_delay_set(1, 2)
-
-    def on_connect(
-        c: mqtt.Client,
-        _userdata: object,
-        _flags: object,
-        _reason: object,
-        _props: object,
-    ) -> None:
-        c.subscribe(spec.topic, qos=1)
-
-    def on_message(_c: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        recorder.on_message(message.topic, bytes(message.payload))
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.connect(spec.host, spec.port, keepalive=30)
-    client.loop_start()
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
+    asyncio.run(_receive(spec, recorder, stop))
     recorder.save(out)
+
+
+async def _receive(spec: ReceiverSpec, recorder: Recorder, stop: Event) -> None:
+    session = asyncio.create_task(_sessions(spec, recorder))
+    try:
+        await asyncio.to_thread(stop.wait)  # a multiprocessing event: waited for off the loop
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+
+
+async def _sessions(spec: ReceiverSpec, recorder: Recorder) -> None:
+    """One persistent QoS 1 session after another, until cancelled (the broker may be down)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        intake = MqttIntake(
+            spec.host, spec.port, client_id=spec.client_id, topics=[spec.topic], keepalive_s=5
+        )
+        keepalive: asyncio.Task[None] | None = None
+        try:
+            await intake.connect()
+            keepalive = asyncio.create_task(intake.keepalive())
+            while True:
+                received = await intake.take()
+                now = time.monotonic_ns()
+                for topic, payload in received.messages:
+                    recorder.on_message(topic, payload, now)
+                recorded: asyncio.Future[None] = loop.create_future()
+                recorded.set_result(None)
+                intake.acknowledge(received.acks, recorded)
+        except MqttIntakeError:
+            pass
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
+            intake.close()
+        await asyncio.sleep(0.5)
 
 
 def load_received(path: Path) -> tuple[Received, Received, int]:
