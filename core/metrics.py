@@ -154,20 +154,27 @@ def spec(metric: Metric) -> MetricSpec:
     return CATALOG[metric]
 
 
+_JUDGED: Final[dict[Metric, tuple[bool, float, float]]] = {
+    metric: (entry.kind is MetricKind.BOOLEAN, entry.minimum, entry.maximum)
+    for metric, entry in CATALOG.items()
+}
+"""Per metric: boolean or not, and the valid range (what `quality_of` reads for every value)."""
+_GOOD: Final = Quality.GOOD
+_OUT_OF_RANGE: Final = Quality.OUT_OF_RANGE
+
+
 def quality_of(metric: Metric, value: float | bool) -> Quality:  # noqa: FBT001
     """Judge a value against its metric's valid range and kind.
 
     Booleans are always in range for a boolean metric; a number given for a boolean metric, a
     boolean for a numeric metric, NaN, or a number outside the range is `OUT_OF_RANGE`.
     """
-    entry = CATALOG[metric]
-    if entry.kind is MetricKind.BOOLEAN:
-        return Quality.GOOD if isinstance(value, bool) else Quality.OUT_OF_RANGE
-    if isinstance(value, bool) or math.isnan(value):
-        return Quality.OUT_OF_RANGE
-    if entry.minimum <= value <= entry.maximum:
-        return Quality.GOOD
-    return Quality.OUT_OF_RANGE
+    boolean, minimum, maximum = _JUDGED[metric]
+    if boolean:
+        return _GOOD if value.__class__ is bool else _OUT_OF_RANGE
+    if value.__class__ is bool or value != value:  # noqa: PLR0124 - NaN is not equal to itself
+        return _OUT_OF_RANGE
+    return _GOOD if minimum <= value <= maximum else _OUT_OF_RANGE
 
 
 def parse_metric(name: str) -> Metric:

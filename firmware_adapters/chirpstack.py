@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
 
+import orjson
+
 from core.types import RawFrame
 from firmware_adapters.errors import DecodeError, DecodeReason
 
@@ -123,7 +125,7 @@ def parse_up_event(payload: bytes | str) -> UplinkEvent:
     """Parse one `up` event JSON; any defect is a `DecodeError` (reason `malformed`)."""
     raw = payload.encode() if isinstance(payload, str) else payload
     try:
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(f"not JSON: {err}", raw) from None
     if not isinstance(doc, dict):

@@ -62,21 +62,23 @@ class Decoded:
         """
         device = frame.device_id
         ts = frame.received_at
+        suspect = self.suspect
         readings = [
             Reading(
                 device,
                 metric,
                 value,
                 ts,
-                Quality.SUSPECT if metric in self.suspect else quality_of(metric, value),
+                Quality.SUSPECT if suspect and metric in suspect else quality_of(metric, value),
                 codec_id,
             )
             for metric, value in self.values
         ]
-        readings.extend(
-            Reading(device, metric, value, at, quality_of(metric, value), codec_id)
-            for metric, value, at in self.timed
-        )
+        if self.timed:
+            readings.extend(
+                Reading(device, metric, value, at, quality_of(metric, value), codec_id)
+                for metric, value, at in self.timed
+            )
         readings.extend(extra)
         return DecodeResult(tuple(readings), tuple(self.warnings), dict(self.attributes))
 

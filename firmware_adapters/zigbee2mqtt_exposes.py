@@ -22,6 +22,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
+import orjson
+
 from core.types import RawFrame
 
 BASE_TOPIC: Final = "zigbee2mqtt"
@@ -94,7 +96,7 @@ def compact_exposes(exposes: Sequence[Expose]) -> str:
 @lru_cache(maxsize=512)
 def parse_compact_exposes(text: str) -> Mapping[str, Expose]:
     """Parse `meta["exposes"]` back into property -> `Expose`; raises `ValueError` when malformed."""
-    rows = json.loads(text)
+    rows = orjson.loads(text)
     if not isinstance(rows, list):
         raise ValueError("exposes must be a JSON list")  # noqa: TRY004 - callers catch ValueError
     out: dict[str, Expose] = {}
@@ -110,7 +112,7 @@ def parse_compact_exposes(text: str) -> Mapping[str, Expose]:
 def parse_bridge_devices(payload: bytes | str) -> dict[str, Z2mDevice]:
     """Index the retained `bridge/devices` array by friendly name (the coordinator is skipped)."""
     try:
-        doc = json.loads(payload)
+        doc = orjson.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BridgeDevicesError(f"bridge/devices is not JSON: {err}") from None
     if not isinstance(doc, list):

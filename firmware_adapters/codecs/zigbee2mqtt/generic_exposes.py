@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Final
 
+import orjson
+
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
@@ -57,6 +59,8 @@ NUMERIC: Final[Mapping[str, tuple[Metric, float]]] = {
     "angle_y": (Metric.TILT_Y_DEG, 1.0),
     "angle_z": (Metric.TILT_Z_DEG, 1.0),
 }
+_SCALARS: Final = (str, int, float)
+"""Attribute values kept as they are (bool is an int)."""
 PROPERTY_OF: Final[Mapping[str, str]] = {
     **{m.value: p for p, m in BINARY.items()},
     **{m.value: p for p, (m, _) in NUMERIC.items()},
@@ -69,7 +73,7 @@ def _fail(reason: DecodeReason, detail: str, frame: RawFrame) -> DecodeError:
 
 def _json(frame: RawFrame) -> object:
     try:
-        return json.loads(frame.payload)
+        return orjson.loads(frame.payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(DecodeReason.MALFORMED, f"not JSON: {err}", frame) from None
 
@@ -104,7 +108,8 @@ def _availability(frame: RawFrame) -> DecodeResult:
 
 
 def _put(out: Decoded, exposes: Mapping[str, Expose], key: str, value: object) -> None:
-    if key in BINARY:
+    metric = BINARY.get(key)
+    if metric is not None:
         expose = exposes.get(key)
         on = expose.value_on if expose is not None and expose.value_on is not None else None
         on = DEFAULT_ON.get(key, True) if on is None else on
@@ -113,31 +118,34 @@ def _put(out: Decoded, exposes: Mapping[str, Expose], key: str, value: object) -
         ):
             out.warnings.append(f"{key}: unexpected value {value!r}")
             return
-        out.put(BINARY[key], value == on)
-    elif key in NUMERIC:
-        metric, scale = NUMERIC[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        out.values.append((metric, value == on))
+        return
+    numeric = NUMERIC.get(key)
+    if numeric is not None:
+        metric, scale = numeric
+        if value.__class__ is bool or not isinstance(value, int | float):
             out.warnings.append(f"{key}: unexpected value {value!r}")
             return
-        out.put(metric, round(value * scale, 6) if scale != 1.0 else value)
-    elif isinstance(value, str | int | float | bool):
-        out.put(key, value)
+        out.values.append((metric, round(value * scale, 6) if scale != 1.0 else value))
+    elif isinstance(value, _SCALARS):
+        out.attributes[key] = value
 
 
 def decode(frame: RawFrame) -> DecodeResult:
     """Decode a state or availability message."""
-    if frame.meta.get("kind") == "availability":
+    meta = frame.meta
+    if meta.get("kind") == "availability":
         return _availability(frame)
     doc = _json(frame)
     if not isinstance(doc, dict):
         raise _fail(DecodeReason.MALFORMED, "state must be a JSON object", frame)
     exposes = _exposes(frame)
     out = Decoded()
-    for key, value in doc.items():
+    for key, value in doc.items():  # JSON object keys are strings
         if value is not None:
-            _put(out, exposes, str(key), value)
-    if "model" in frame.meta:
-        out.attributes.setdefault("model", frame.meta["model"])
+            _put(out, exposes, key, value)
+    if "model" in meta:
+        out.attributes.setdefault("model", meta["model"])
     return out.result(frame, ID)
 
 
