@@ -231,7 +231,7 @@ class Pipeline:
 
     async def save_state(self) -> None:
         """Store the rule engine's state if it changed since it was last stored (timers, windows)."""
-        if self._snapshot is not None and self._snapshot() != self._saved_state:
+        if self._snapshot is not None:
             await self._store((), (), with_state=True)
 
     async def _store(
@@ -249,6 +249,8 @@ class Pipeline:
             state = None
             if self._snapshot is not None and (events or with_state):
                 state = self._snapshot()
+                if not readings and not events and state == self._saved_state:
+                    return  # a state-only store of what is already stored
             while True:
                 try:
                     await self.outbox.put(readings, events, state=state)

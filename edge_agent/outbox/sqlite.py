@@ -87,15 +87,20 @@ _DELETE_UP_TO: Final = {
 }
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """Create every table and index that is missing (inside the caller's transaction)."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def _migrate_v1(conn: sqlite3.Connection) -> None:
     """Rewrite a version 1 file (open batch as a `batch` column on records) to version 2."""
     conn.execute("ALTER TABLE records RENAME TO records_v1")
     conn.execute("DROP INDEX IF EXISTS records_queue")
     conn.execute("DROP INDEX IF EXISTS records_open")
     conn.execute("ALTER TABLE damaged_records RENAME TO damaged_records_v1")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _create_schema(conn)
     conn.execute(
         "INSERT INTO records (id, kind, body, size) "
         "SELECT id, kind, body, size FROM records_v1 ORDER BY id"
@@ -213,9 +218,7 @@ class SqliteOutbox:
         with self._transaction(conn):
             if version < SCHEMA_VERSION and "batch" in columns:
                 _migrate_v1(conn)
-            for statement in _SCHEMA.split(";"):  # every table and index IF NOT EXISTS
-                if statement.strip():
-                    conn.execute(statement)
+            _create_schema(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
