@@ -59,8 +59,12 @@ def _log(result: RunResult) -> None:
         f"  {result.target:12} {result.scenario:14} {result.rate:>8.0f}/s "
         f"(sent at {result.achieved_rate:>8.0f}/s) loss {d.loss_ratio:7.3%} "
         f"late {d.late:>6} reordered {d.reorder_ratio:6.2%} p50 {d.latency_p50_ms:8.1f} ms "
-        f"p99 {d.latency_p99_ms:8.1f} ms {'ok' if result.sustained else 'NOT sustained'}\n"
+        f"p99 {d.latency_p99_ms:8.1f} ms {'ok' if result.sustained else 'NOT sustained'}"
     )
+    dropped = result.notes.get("local_broker_dropped")
+    if dropped:
+        sys.stderr.write(f" (local broker dropped {dropped:.0f})")
+    sys.stderr.write("\n")
 
 
 def measure(target: Target, mode: Mode) -> dict[str, object]:
@@ -106,6 +110,9 @@ def measure(target: Target, mode: Mode) -> dict[str, object]:
     )
     figures["overload_reorder_ratio"] = overload.delivery.reorder_ratio
     figures["overload_loss_ratio"] = overload.delivery.loss_ratio
+    figures["overload_lost_past_local_broker_ratio"] = overload.notes.get(
+        "lost_past_local_broker_ratio"
+    )
     same_ms = run("same_ms", lambda: pairs(target, mode.fault_rate, mode.step_s, devices))
     figures["same_ms_kept_ratio"] = 1 - same_ms.delivery.loss_ratio
     if not target.same_broker:
@@ -143,6 +150,12 @@ ROWS: tuple[tuple[str, str, str, float], ...] = (
     ("loss, frozen uplink (%)", "frozen_loss_ratio", ".2f", 100),
     ("reordered under 2x overload (%)", "overload_reorder_ratio", ".2f", 100),
     ("loss under 2x overload (%)", "overload_loss_ratio", ".2f", 100),
+    (
+        "of it lost past the local broker (%)",
+        "overload_lost_past_local_broker_ratio",
+        ".2f",
+        100,
+    ),
     ("same-ms readings kept (%)", "same_ms_kept_ratio", ".1f", 100),
 )
 

@@ -78,6 +78,7 @@ class Metric(StrEnum):
     OUTBOX_DEPTH = "outbox_depth"
     OUTBOX_DROPPED_TOTAL = "outbox_dropped_total"
     FRAMES_DROPPED_TOTAL = "frames_dropped_total"
+    FRAMES_SKIPPED_TOTAL = "frames_skipped_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,9 @@ CATALOG: Final[dict[Metric, MetricSpec]] = {
     Metric.OUTBOX_DROPPED_TOTAL: _counter("", "telemetry records dropped by a full outbox"),
     Metric.FRAMES_DROPPED_TOTAL: _counter(
         "", "frames dropped because the gateway's queue was full"
+    ),
+    Metric.FRAMES_SKIPPED_TOTAL: _counter(
+        "", "messages a source received but could not route to a device (unbound, unreadable)"
     ),
 }
 

@@ -25,11 +25,18 @@ class PipelineStats:
     """Outbox writes that failed and were retried (disk full, I/O error)."""
     decode_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Keyed by (codec id, reason); framer garbage counts here too."""
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Messages a source received but could not route to a device, keyed by (source, reason)."""
 
     def count_decode_error(self, codec_id: str, reason: str, n: int = 1) -> None:
         """Add `n` decode errors of `codec_id` for `reason`."""
         if n:
             self.decode_errors[codec_id, reason] += n
+
+    def count_skipped(self, source: str, reason: str, n: int = 1) -> None:
+        """Add `n` messages `source` received and could not route, for `reason`."""
+        if n:
+            self.skipped[source, reason] += n
 
     @property
     def decode_errors_total(self) -> int:
@@ -40,7 +47,8 @@ class PipelineStats:
         """Return the counters as readings of the gateway itself at `now`.
 
         The per-(codec, reason) decode error counts carry `edge_agent:<codec>:<reason>` as their
-        `codec_id`, the only label a reading has room for.
+        `codec_id`, the only label a reading has room for; the per-(source, reason) skip counts
+        `edge_agent:<source>:<reason>`.
         """
 
         def reading(metric: Metric, value: float, codec_id: str = SELF_CODEC) -> Reading:
@@ -55,6 +63,11 @@ class PipelineStats:
         out.extend(
             reading(Metric.DECODE_ERRORS_TOTAL, count, f"{SELF_CODEC}:{codec}:{reason}")
             for (codec, reason), count in sorted(self.decode_errors.items())
+        )
+        out.append(reading(Metric.FRAMES_SKIPPED_TOTAL, sum(self.skipped.values())))
+        out.extend(
+            reading(Metric.FRAMES_SKIPPED_TOTAL, count, f"{SELF_CODEC}:{source}:{reason}")
+            for (source, reason), count in sorted(self.skipped.items())
         )
         if outbox is not None:
             out.append(reading(Metric.OUTBOX_DEPTH, outbox.depth))

@@ -18,6 +18,7 @@ from typing import Final
 
 import numpy as np
 
+from bench.gateways.broker_counters import SYS_INTERVAL_CONFIG, broker_dropped
 from bench.gateways.load import LoadPlan, load_sent, probe, run_load
 from bench.gateways.payloads import DeviceSet
 from bench.gateways.procstat import ProcSampler, ProcUsage
@@ -92,13 +93,15 @@ class Rig:
         self.target = target
         self.devices = devices
         self.workdir = Path(tempfile.mkdtemp(prefix="steward-gwbench-"))
-        self.uplink = Mosquitto()
-        self.local = self.uplink if target.same_broker else Mosquitto()
+        self.uplink = Mosquitto([SYS_INTERVAL_CONFIG])
+        self.local = self.uplink if target.same_broker else Mosquitto([SYS_INTERVAL_CONFIG])
         self.stop_event = CTX.Event()
         self.progress = CTX.Array("q", 3, lock=False)
         self.receiver: mp.process.BaseProcess | None = None
         self.sampler: ProcSampler | None = None
         self.usage: ProcUsage | None = None
+        self.local_dropped: int | None = None
+        """Messages the local broker dropped during the run (its queue for the gateway was full)."""
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
         """Start brokers, receiver and gateway; return once a probe came through."""
@@ -162,6 +165,9 @@ class Rig:
         """Stop sampling and the receiver; return readings and alarm arrivals."""
         if self.sampler is not None:
             self.usage = self.sampler.stop()
+        if self.local.proc is not None and self.local.proc.poll() is None:
+            time.sleep(1.1)  # one `sys_interval`: the counter includes the end of the run
+            self.local_dropped = broker_dropped(self.local.port)
         self.stop_event.set()
         if self.receiver is not None:
             self.receiver.join(30)
@@ -199,7 +205,7 @@ def _result(
     span_s = (sent.sent_ns.max() - sent.sent_ns.min()) / 1e9 if sent.sent_ns.size > 1 else 0.0
     achieved = (sent.sent_ns.size - 1) / span_s if span_s > 0 else 0.0
     usage = r.usage
-    return RunResult(
+    result = RunResult(
         target=r.target.name,
         scenario=scenario,
         rate=rate,
@@ -209,6 +215,12 @@ def _result(
         cpu_s=None if usage is None else usage.cpu_s,
         peak_rss_mb=None if usage is None else usage.peak_rss_bytes / 2**20,
     )
+    if r.local_dropped is not None and delivery.sent:
+        # What the local broker dropped never reached the gateway; the rest was lost past it.
+        result.notes["local_broker_dropped"] = float(r.local_dropped)
+        past_broker = max(0, delivery.lost - r.local_dropped)
+        result.notes["lost_past_local_broker_ratio"] = past_broker / delivery.sent
+    return result
 
 
 def steady(

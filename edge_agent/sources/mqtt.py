@@ -75,12 +75,22 @@ class MqttSource:
         self.chirpstack_app = broker.chirpstack.application_id if broker.chirpstack else None
         self.index: dict[str, Z2mDevice] = {}
         """Zigbee2MQTT devices by friendly name, from the retained bridge/devices."""
-        self.skipped: Counter[str] = Counter()
         self.connected = False
         self.connections = 0
         self._routes: dict[str, Mapping[str, str] | None] = {}
         self._routes_of: tuple[object, object] = (None, None)
         self._bridge_topic = f"{self.z2m_base or BASE_TOPIC}/bridge/devices"
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Messages this source could not route, by reason (also in the self-statistics)."""
+        return Counter(
+            {
+                reason: n
+                for (source, reason), n in self.ctx.stats.skipped.items()
+                if source == self.name
+            }
+        )
 
     def topics(self) -> list[str]:
         """The subscriptions of this source."""
@@ -104,21 +114,28 @@ class MqttSource:
                 on_subscribed=self._subscribed,
             )
             keepalive: asyncio.Task[None] | None = None
+            counted_bad_topics = 0
             try:
                 await intake.connect()
                 keepalive = asyncio.create_task(intake.keepalive(), name=f"mqtt-{self.name}-ping")
                 while True:
                     received = await intake.take()
                     intake.acknowledge(received.acks, await self.handle_batch(received.messages))
+                    if intake.bad_topics != counted_bad_topics:
+                        self._skip("bad_topic", intake.bad_topics - counted_bad_topics)
+                        counted_bad_topics = intake.bad_topics
             except MqttIntakeError as err:
                 _LOG.warning("mqtt %s: %s", self.name, err)
             finally:
                 self.connected = False
                 if keepalive is not None:
                     keepalive.cancel()
-                self.skipped["bad_topic"] += intake.bad_topics
+                self._skip("bad_topic", intake.bad_topics - counted_bad_topics)
                 intake.close()
             await asyncio.sleep(self.backoff.next_delay())
+
+    def _skip(self, reason: str, n: int = 1) -> None:
+        self.ctx.stats.count_skipped(self.name, reason, n)
 
     def _subscribed(self) -> None:
         self.connected = True
@@ -155,7 +172,7 @@ class MqttSource:
             try:
                 self.index = parse_bridge_devices(payload or b"[]")
             except BridgeDevicesError as err:
-                self.skipped["zigbee_bad_bridge_devices"] += 1
+                self._skip("zigbee_bad_bridge_devices")
                 _LOG.warning("mqtt %s: %s", self.name, err)
             return None
         if not payload:
@@ -197,7 +214,7 @@ class MqttSource:
             return None
         device = self.bindings.current.by_dev_eui.get(event.dev_eui.lower())
         if device is None:
-            self.skipped["lorawan_unbound"] += 1
+            self._skip("lorawan_unbound")
             return None
         return frame_from_up_event(
             event, device.codec, now, device_id=device.id, source_id=self.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 import uuid
@@ -18,7 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
 
-from bench.gateways.load import LoadPlan, connect_raw, schedule, send
+from bench.gateways.broker_counters import SYS_INTERVAL_CONFIG, broker_dropped
+from bench.gateways.load import LoadPlan, connect_raw, publish_packet, schedule, send
 from bench.gateways.payloads import BASE_TOPIC, DeviceSet, payload
 from bench.gateways.receiver import decode_steward, decode_thingsboard, decode_z2m
 from bench.gateways.stats import Received, Sent, alarm_latencies, analyse, count_reordered
@@ -225,3 +227,34 @@ def test_the_generator_speaks_mqtt_a_broker_understands(mosquitto: Mosquitto) ->
     assert len(got) == plan.count == len(sent.seq)
     decoded = [decode_z2m(topic, body, devices).messages[0] for topic, body in got]
     assert decoded == list(zip(sent.device.tolist(), sent.seq.tolist(), strict=True))
+
+
+@pytest.mark.integration
+def test_messages_a_broker_drops_for_a_stalled_subscriber_are_counted() -> None:
+    broker = Mosquitto([SYS_INTERVAL_CONFIG, "max_queued_messages 10"]).start()
+    try:
+        assert broker_dropped(broker.port) == 0
+        # A subscriber that stops reading: once the socket buffers between them are full (a few
+        # MB on loopback), the broker queues 10 messages for it and drops the rest.
+        stalled = socket.create_connection(("127.0.0.1", broker.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        variable = b"\x00\x04MQTT\x04\x02\x00\x3c" + b"\x00\x07stalled"
+        stalled.sendall(b"\x10" + bytes([len(variable)]) + variable)
+        assert stalled.recv(4) == b"\x20\x02\x00\x00"
+        stalled.sendall(b"\x82\x06\x00\x01\x00\x01t\x00")  # SUBSCRIBE "t", QoS 0
+        time.sleep(0.3)
+        body = b"x" * 1000
+        plan = LoadPlan(broker.port, DeviceSet(sensors=1), rate=1.0, seconds=1.0)
+        sock = connect_raw(plan, "harness-flood")
+        try:
+            for _ in range(4):
+                sock.sendall(publish_packet(b"\x00\x01t", body) * 5000)
+        finally:
+            sock.close()
+        time.sleep(2.5)  # two `sys_interval`s
+        dropped = broker_dropped(broker.port)
+        assert dropped is not None
+        assert 10_000 < dropped <= 20_000 - 10
+        stalled.close()
+    finally:
+        broker.close()

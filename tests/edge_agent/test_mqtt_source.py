@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import aiomqtt
 import pytest
+from hostile_broker import HostileBroker
 
 from core.clock import SystemClock
 from core.metrics import Metric
@@ -155,6 +156,7 @@ async def test_zigbee2mqtt_and_chirpstack_messages_become_bound_frames(
     assert distance == [1200]
     assert sum(stats.decode_errors.values()) == 1
     assert source.skipped["lorawan_unbound"] == 1
+    assert stats.skipped[source.name, "lorawan_unbound"] == 1  # published with the self-statistics
     assert after.device_id == "smoke-b2"
 
 
@@ -190,3 +192,32 @@ async def test_topics_follow_new_bindings_and_a_new_device_index() -> None:
     assert [f.device_id for f in recorder.frames] == ["smoke-b2", "smoke-b2-new", "smoke-b2-new"]
     assert "model" not in recorder.frames[1].meta
     assert recorder.frames[2].meta["model"] == "HS1SA"
+
+
+async def test_unreadable_topics_are_counted_while_connected() -> None:
+    # A broker that sends a PUBLISH whose topic is not UTF-8, then a good state: the good one
+    # comes through and the bad one is in the self-statistics at once, not only after a reconnect.
+    bad = b"\x30\x05\x00\x02\xff\xfe1"
+    good_state = b'{"smoke":false}'
+    topic = b"zigbee2mqtt/b2/kitchen"
+    good = bytes([0x30, 2 + len(topic) + len(good_state), 0, len(topic)]) + topic + good_state
+    recorder = Recorder()
+    stats = PipelineStats()
+    async with HostileBroker(bad + good) as broker:
+        source = MqttSource(
+            name="local-mqtt",
+            broker=LocalMqttConfig(port=broker.port, zigbee2mqtt=Zigbee2MqttConfig()),
+            bindings=BindingsHolder(Bindings.build([])),
+            ctx=SourceContext(recorder.submit, recorder.fault, stats, SystemClock()),
+            client_id="skip-test",
+        )
+        task = asyncio.create_task(source.run())
+        try:
+            await recorder.until(lambda: any(f.device_id == "b2/kitchen" for f in recorder.frames))
+            # The broker holds the connection open for 5 s: counted well before it closes.
+            await recorder.until(lambda: stats.skipped["local-mqtt", "bad_topic"] == 1, limit=2)
+            assert source.connections == 1
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert source.skipped == {"bad_topic": 1}

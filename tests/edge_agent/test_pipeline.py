@@ -193,6 +193,7 @@ async def test_self_statistics_are_readings_of_the_gateway(parts: Parts) -> None
     await pipeline.submit(frame(b'{"smoke": true}'))
     await pipeline.drain()
     await pipeline.report_fault("smoke-2", faulty=True)
+    pipeline.stats.count_skipped("lora", "lorawan_unbound", 3)
     stats = await pipeline.publish_stats()
     by_metric = {(r.metric, r.codec_id): r.value for r in stats}
     assert all(r.device_id == "gw-01" for r in stats)
@@ -200,6 +201,8 @@ async def test_self_statistics_are_readings_of_the_gateway(parts: Parts) -> None
     assert by_metric[Metric.DECODE_ERRORS_TOTAL, "edge_agent"] == 1
     assert by_metric[Metric.DECODE_ERRORS_TOTAL, f"edge_agent:{CODEC_ID}:malformed"] == 1
     assert by_metric[Metric.ALARMS_TOTAL, "edge_agent"] == 1
+    assert by_metric[Metric.FRAMES_SKIPPED_TOTAL, "edge_agent"] == 3
+    assert by_metric[Metric.FRAMES_SKIPPED_TOTAL, "edge_agent:lora:lorawan_unbound"] == 3
     assert by_metric[Metric.OUTBOX_DEPTH, "edge_agent"] == 3  # smoke reading, alarm, fault reading
     readings, _ = await drain_outbox(outbox)
     assert any(
