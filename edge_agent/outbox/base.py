@@ -32,6 +32,7 @@ from uuid import UUID
 from core.envelope_json import envelope_text
 from core.types import AlarmEvent, Reading
 from edge_agent.outbox.records import decode_event, decode_reading
+from edge_agent.waiters import Waiters
 
 
 class RecordKind(StrEnum):
@@ -172,14 +173,22 @@ class Outbox(Protocol):
 
 
 class ReadySignal:
-    """Wakes waiters in `Outbox.wait_ready` when records are added (event-loop side only)."""
+    """Wakes waiters in `Outbox.wait_ready` when records are added (event-loop side only).
+
+    A waiter is woken only once what it waits for is there (given the stats `notify` is passed),
+    so an uplink lingering for a full batch sleeps through the small puts of a trickle.
+    """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._waiters: Waiters[int] = Waiters()
+        """Keyed by the `min_items` each waiter waits for."""
 
-    def notify(self) -> None:
-        """Tell waiters something changed."""
-        self._event.set()
+    def notify(self, current: OutboxStats | None = None) -> None:
+        """Tell waiters records were added; with `current`, only those it satisfies."""
+        if current is None:
+            self._waiters.wake()
+        else:
+            self._waiters.wake(lambda min_items: _ready(current, min_items))
 
     async def wait(
         self,
@@ -191,18 +200,17 @@ class ReadySignal:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            self._event.clear()
             current = await stats()
-            if current.depth >= min_items or current.alarm_depth > 0:
+            if _ready(current, min_items):
                 return current
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return current
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._event.wait()
-            except TimeoutError:
-                return await stats()
+            await self._waiters.wait(min_items, remaining)
+
+
+def _ready(stats: OutboxStats, min_items: int) -> bool:
+    return stats.depth >= min_items or stats.alarm_depth > 0
 
 
 class StatsFn(Protocol):

@@ -507,7 +507,7 @@ class SqliteOutbox:
         n_events = len(events)
         await self._run(lambda: self._put_sync(n_events, bodies, state))
         if bodies:
-            self._signal.notify()
+            self._signal.notify(self._stats)
 
     async def saved_state(self) -> str | None:
         """The state text of the last `put` that carried one."""

@@ -43,6 +43,8 @@ class CountingOutbox(SqliteOutbox):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.calls: list[str] = []
+        self.before_next: list[tuple[list[Reading], list[AlarmEvent]]] = []
+        """Put just before the next batch is opened: records arriving mid-backlog, on cue."""
 
     async def end(
         self, batch: Batch, accepted: Sequence[int], rejected: Sequence[int] = ()
@@ -54,6 +56,8 @@ class CountingOutbox(SqliteOutbox):
         self, batch: Batch, accepted: Sequence[int], max_items: int, max_bytes: int | None = None
     ) -> Batch | None:
         self.calls.append("end_and_begin")
+        if self.before_next:
+            await self.put(*self.before_next.pop(0))
         return await super().end_and_begin(batch, accepted, max_items, max_bytes)
 
 
@@ -80,6 +84,7 @@ async def test_a_backlog_goes_out_in_order_with_one_transaction_per_batch(
     outbox = CountingOutbox(tmp_path / "outbox.db")
     await outbox.open()
     await outbox.put(readings(0, 1000))
+    outbox.before_next.append((readings(1000, 10), [alarm(1)]))  # arrives after the first batch
     settings = UplinkSettings.model_validate(
         {
             "host": mosquitto.host,
@@ -97,8 +102,6 @@ async def test_a_backlog_goes_out_in_order_with_one_transaction_per_batch(
     await ready.wait()
     task = asyncio.create_task(uplink.run())
     try:
-        await until(lambda: uplink.counters.records_sent >= 200)
-        await outbox.put(readings(1000, 10), [alarm(1)])  # arrives mid-backlog
         await until(lambda: sum(len(e.readings) + len(e.alarm_events) for e in got) >= 1011)
     finally:
         uplink.stop()
@@ -111,10 +114,12 @@ async def test_a_backlog_goes_out_in_order_with_one_transaction_per_batch(
     assert [r.value for e in got for r in e.readings] == [float(n) for n in range(1010)]
     assert all(len(e.readings) + len(e.alarm_events) <= 200 for e in got)
     assert len({e.batch_id for e in got}) == len(got)
-    # The alarm put mid-backlog overtakes the telemetry queued before it.
-    with_alarm = next(i for i, e in enumerate(got) if e.alarm_events)
-    assert got[with_alarm].alarm_events == (alarm(1),)
-    assert with_alarm < next(i for i, e in enumerate(got) if 999.0 in [r.value for r in e.readings])
+    # The alarm put mid-backlog overtakes the telemetry queued before it: it is in the batch
+    # opened right after it arrived, ahead of the 800 readings still waiting.
+    with_alarm = [i for i, e in enumerate(got) if e.alarm_events]
+    assert with_alarm == [1]
+    assert got[1].alarm_events == (alarm(1),)
+    assert got[1].readings[0].value == 200.0
     # While a full batch was waiting, commit and next begin shared one call (one transaction).
     assert outbox.calls.count("end_and_begin") >= 3
     assert outbox.calls[-1] == "end"
