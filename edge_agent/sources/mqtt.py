@@ -112,30 +112,29 @@ class MqttSource:
                 keepalive_s=self.broker.keepalive_s,
                 max_pending=self.max_pending,
                 on_subscribed=self._subscribed,
+                on_bad_topic=self._bad_topic,
             )
             keepalive: asyncio.Task[None] | None = None
-            counted_bad_topics = 0
             try:
                 await intake.connect()
                 keepalive = asyncio.create_task(intake.keepalive(), name=f"mqtt-{self.name}-ping")
                 while True:
                     received = await intake.take()
                     intake.acknowledge(received.acks, await self.handle_batch(received.messages))
-                    if intake.bad_topics != counted_bad_topics:
-                        self._skip("bad_topic", intake.bad_topics - counted_bad_topics)
-                        counted_bad_topics = intake.bad_topics
             except MqttIntakeError as err:
                 _LOG.warning("mqtt %s: %s", self.name, err)
             finally:
                 self.connected = False
                 if keepalive is not None:
                     keepalive.cancel()
-                self._skip("bad_topic", intake.bad_topics - counted_bad_topics)
                 intake.close()
             await asyncio.sleep(self.backoff.next_delay())
 
-    def _skip(self, reason: str, n: int = 1) -> None:
-        self.ctx.stats.count_skipped(self.name, reason, n)
+    def _skip(self, reason: str) -> None:
+        self.ctx.stats.count_skipped(self.name, reason)
+
+    def _bad_topic(self) -> None:
+        self._skip("bad_topic")
 
     def _subscribed(self) -> None:
         self.connected = True

@@ -95,7 +95,12 @@ def split_packets(data: bytes, start: int = 0) -> tuple[list[tuple[int, int, int
 class _FedClient(paho.Client):
     """A paho client that never reads its socket: it reads the whole packets the intake gives it."""
 
-    def __init__(self, client_id: str, sink: Callable[[str, bytes, int], None]) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        sink: Callable[[str, bytes, int], None],
+        on_bad_topic: Callable[[], None] | None,
+    ) -> None:
         super().__init__(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -106,7 +111,12 @@ class _FedClient(paho.Client):
         self._feed = b""
         self._feed_pos = 0
         self._sink = sink
-        self.bad_topics = 0
+        self._on_bad_topic = on_bad_topic
+
+    def bad_topic(self) -> None:
+        """Report a message dropped because its topic is not UTF-8."""
+        if self._on_bad_topic is not None:
+            self._on_bad_topic()
 
     def _sock_recv(self, bufsize: int) -> bytes:
         pos, feed = self._feed_pos, self._feed
@@ -126,7 +136,7 @@ class _FedClient(paho.Client):
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            self.bad_topics += 1
+            self.bad_topic()
             self.ack(message.mid, message.qos)  # never delivered: nothing to wait for
             return
         payload = message.payload
@@ -154,6 +164,7 @@ class MqttIntake:
         keepalive_s: int = 30,
         max_pending: int = 2000,
         on_subscribed: Callable[[], None] | None = None,
+        on_bad_topic: Callable[[], None] | None = None,
     ) -> None:
         """Prepare a session; nothing connects until `connect()`.
 
@@ -165,6 +176,7 @@ class MqttIntake:
             keepalive_s: MQTT keepalive; also the limit for CONNACK and SUBACK to arrive.
             max_pending: Received messages above which the socket is no longer read.
             on_subscribed: Called once the broker acknowledged the subscriptions.
+            on_bad_topic: Called for each message dropped because its topic is not UTF-8.
         """
         self.host = host
         self.port = port
@@ -174,7 +186,7 @@ class MqttIntake:
         self.subscribed = False
         self._on_subscribed = on_subscribed
         self._pending = Received()
-        self._client = _FedClient(client_id, self._received_qos1)
+        self._client = _FedClient(client_id, self._received_qos1, on_bad_topic)
         self._ready = asyncio.Event()
         self._lost: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -292,7 +304,7 @@ class MqttIntake:
                 try:
                     topic = data[body + 2 : topic_end].decode()
                 except UnicodeDecodeError:
-                    client.bad_topics += 1
+                    client.bad_topic()
                     continue
                 messages.append((topic, data[topic_end:end]))
                 continue
@@ -409,11 +421,6 @@ class MqttIntake:
                 self._fail("keepalive: no answer from the broker")
                 return
             await asyncio.sleep(1.0)
-
-    @property
-    def bad_topics(self) -> int:
-        """Messages dropped because their topic was not valid UTF-8."""
-        return self._client.bad_topics
 
     @property
     def unacknowledged(self) -> int:
