@@ -79,6 +79,7 @@ class Metric(StrEnum):
     OUTBOX_DROPPED_TOTAL = "outbox_dropped_total"
     FRAMES_DROPPED_TOTAL = "frames_dropped_total"
     FRAMES_SKIPPED_TOTAL = "frames_skipped_total"
+    LOCAL_BROKER_DROPPED_TOTAL = "local_broker_dropped_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,9 @@ CATALOG: Final[dict[Metric, MetricSpec]] = {
     ),
     Metric.FRAMES_SKIPPED_TOTAL: _counter(
         "", "messages a source received but could not route to a device (unbound, unreadable)"
+    ),
+    Metric.LOCAL_BROKER_DROPPED_TOTAL: _counter(
+        "", "messages the local broker dropped, for any client, since it started (its $SYS count)"
     ),
 }
 

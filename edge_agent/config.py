@@ -90,6 +90,8 @@ class LocalMqttConfig(_Model):
     port: int = Field(default=1883, gt=0, lt=65_536)
     client_id: str = ""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    broker_drops: bool = True
+    """Follow the broker's count of dropped messages (Mosquitto `$SYS`) in the self-statistics."""
     zigbee2mqtt: Zigbee2MqttConfig | None = None
     chirpstack: ChirpStackConfig | None = None
 

@@ -27,6 +27,8 @@ class PipelineStats:
     """Keyed by (codec id, reason); framer garbage counts here too."""
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Messages a source received but could not route to a device, keyed by (source, reason)."""
+    broker_dropped: dict[str, int] = field(default_factory=dict)
+    """The local broker's own count of messages it dropped (queue full), by source, as last seen."""
 
     def count_decode_error(self, codec_id: str, reason: str, n: int = 1) -> None:
         """Add `n` decode errors of `codec_id` for `reason`."""
@@ -48,7 +50,7 @@ class PipelineStats:
 
         The per-(codec, reason) decode error counts carry `edge_agent:<codec>:<reason>` as their
         `codec_id`, the only label a reading has room for; the per-(source, reason) skip counts
-        `edge_agent:<source>:<reason>`.
+        `edge_agent:<source>:<reason>`; the local broker's dropped count `edge_agent:<source>`.
         """
 
         def reading(metric: Metric, value: float, codec_id: str = SELF_CODEC) -> Reading:
@@ -68,6 +70,10 @@ class PipelineStats:
         out.extend(
             reading(Metric.FRAMES_SKIPPED_TOTAL, count, f"{SELF_CODEC}:{source}:{reason}")
             for (source, reason), count in sorted(self.skipped.items())
+        )
+        out.extend(
+            reading(Metric.LOCAL_BROKER_DROPPED_TOTAL, count, f"{SELF_CODEC}:{source}")
+            for source, count in sorted(self.broker_dropped.items())
         )
         if outbox is not None:
             out.append(reading(Metric.OUTBOX_DEPTH, outbox.depth))

@@ -12,6 +12,12 @@ name; what a topic resolves to is kept per topic until the device index or the b
 ChirpStack events are bound to devices by DevEUI; events of unbound DevEUIs are counted and
 skipped, and malformed events are counted as decode errors. The source only
 moves bytes: the firmware_adapters helpers turn a message into a RawFrame, the codec decodes it.
+
+QoS 0 messages (what Zigbee2MQTT and ChirpStack send by default) that the broker drops because the
+agent fell behind never reach it; Mosquitto counts them in `$SYS/broker/publish/messages/dropped`
+(every client's, published every `sys_interval`, 10 s by default). The source follows that topic
+(`broker_drops`, on by default; a broker that refuses it is only logged) and keeps the last count in
+the self-statistics as `local_broker_dropped_total`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from firmware_adapters.zigbee2mqtt_exposes import (
 )
 
 _LOG = logging.getLogger(__name__)
+
+BROKER_DROPPED_TOPIC: Final = "$SYS/broker/publish/messages/dropped"
+"""Mosquitto's count of messages it dropped (queues full), retained and refreshed every `sys_interval`."""
 
 _ROUTES_MAX: Final = 10_000
 """Zigbee2MQTT topics whose frame metadata is kept (forgotten all at once beyond this)."""
@@ -109,6 +118,7 @@ class MqttSource:
                 self.broker.port,
                 client_id=self.client_id,
                 topics=self.topics(),
+                optional_topics=[BROKER_DROPPED_TOPIC] if self.broker.broker_drops else [],
                 keepalive_s=self.broker.keepalive_s,
                 max_pending=self.max_pending,
                 on_subscribed=self._subscribed,
@@ -160,9 +170,29 @@ class MqttSource:
                 frame = self._zigbee(topic, payload, now)
             elif self.chirpstack_app is not None and topic.startswith("application/"):
                 frame = self._chirpstack(topic, payload, now)
+            elif topic == BROKER_DROPPED_TOPIC:
+                self._broker_dropped(payload)
             if frame is not None:
                 frames.append(frame)
         return await self.ctx.submit_all(frames)
+
+    def _broker_dropped(self, payload: bytes) -> None:
+        try:
+            count = int(payload)
+        except ValueError:
+            count = -1
+        if count < 0:
+            self._skip("bad_broker_count")
+            return
+        seen = self.ctx.stats.broker_dropped
+        before = seen.get(self.name)
+        if before is not None and count > before:
+            _LOG.warning(
+                "mqtt %s: the broker dropped %d more messages (a subscriber, maybe this agent, is not keeping up)",
+                self.name,
+                count - before,
+            )
+        seen[self.name] = count
 
     # --- Zigbee2MQTT -----------------------------------------------------------------------------
 

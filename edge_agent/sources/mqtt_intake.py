@@ -161,6 +161,7 @@ class MqttIntake:
         *,
         client_id: str,
         topics: Sequence[str],
+        optional_topics: Sequence[str] = (),
         keepalive_s: int = 30,
         max_pending: int = 2000,
         on_subscribed: Callable[[], None] | None = None,
@@ -173,6 +174,8 @@ class MqttIntake:
             port: Broker port.
             client_id: MQTT client id (the persistent session is keyed on it).
             topics: Subscriptions, all with QoS 1.
+            optional_topics: Subscriptions (QoS 1) the broker may refuse: a refusal is logged and
+                the session goes on (`topics` refused end it).
             keepalive_s: MQTT keepalive; also the limit for CONNACK and SUBACK to arrive.
             max_pending: Received messages above which the socket is no longer read.
             on_subscribed: Called once the broker acknowledged the subscriptions.
@@ -181,6 +184,9 @@ class MqttIntake:
         self.host = host
         self.port = port
         self.topics = tuple(topics)
+        self.optional_topics = tuple(optional_topics)
+        self.refused: tuple[str, ...] = ()
+        """The optional topics the broker refused on this connection."""
         self.keepalive_s = keepalive_s
         self.max_pending = max_pending
         self.subscribed = False
@@ -216,7 +222,7 @@ class MqttIntake:
         if reason.is_failure:
             self._fail(f"connection refused: {reason}")
             return
-        client.subscribe([(topic, 1) for topic in self.topics])
+        client.subscribe([(topic, 1) for topic in (*self.topics, *self.optional_topics)])
 
     def _on_subscribe(
         self,
@@ -226,10 +232,23 @@ class MqttIntake:
         reasons: list[ReasonCode],
         _properties: Properties | None,
     ) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
+        required = len(self.topics)
+        refused = [str(r) for r in reasons[:required] if r.is_failure]
         if refused:
             self._fail(f"subscription refused: {', '.join(refused)}")
             return
+        self.refused = tuple(
+            topic
+            for topic, r in zip(self.optional_topics, reasons[required:], strict=False)
+            if r.is_failure
+        )
+        if self.refused:
+            _LOG.warning(
+                "%s:%d refused the optional subscription to %s",
+                self.host,
+                self.port,
+                ", ".join(self.refused),
+            )
         self.subscribed = True
         if self._on_subscribed is not None:
             self._on_subscribed()

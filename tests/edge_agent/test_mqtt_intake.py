@@ -271,3 +271,42 @@ async def test_a_malformed_packet_ends_the_connection_after_the_good_ones(
                     await intake.take()
         finally:
             intake.close()
+
+
+OPTIONAL = "$SYS/broker/publish/messages/dropped"
+
+
+async def take_until_lost(intake: MqttIntake) -> None:
+    """Take until `take()` raises (the exception propagates)."""
+    while True:
+        await intake.take()
+
+
+@pytest.mark.parametrize(
+    ("granted", "lost"),
+    [(b"\x01\x80", None), (b"\x80\x01", "subscription refused")],
+    ids=["optional-refused", "required-refused"],
+)
+async def test_only_a_refused_required_subscription_ends_the_session(
+    granted: bytes, lost: str | None
+) -> None:
+    async with HostileBroker(b"", granted=granted) as broker:
+        intake = MqttIntake(
+            "127.0.0.1",
+            broker.port,
+            client_id="intake-sub",
+            topics=["z"],
+            optional_topics=[OPTIONAL],
+        )
+        await intake.connect()
+        try:
+            async with asyncio.timeout(5):
+                if lost is None:
+                    assert (await intake.take()).messages == [("z", b"ok")]
+                else:
+                    with pytest.raises(MqttIntakeError, match=lost):
+                        await take_until_lost(intake)
+            assert intake.subscribed is (lost is None)
+            assert intake.refused == ((OPTIONAL,) if lost is None else ())
+        finally:
+            intake.close()

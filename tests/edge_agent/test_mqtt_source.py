@@ -16,10 +16,11 @@ from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import ChirpStackConfig, DeviceConfig, LocalMqttConfig, Zigbee2MqttConfig
 from edge_agent.selfstats import PipelineStats
 from edge_agent.sources.base import Backoff, SourceContext
-from edge_agent.sources.mqtt import MqttSource
+from edge_agent.sources.mqtt import BROKER_DROPPED_TOPIC, MqttSource
 from firmware_adapters.chirpstack import UpEventEncoder
 from firmware_adapters.registry import CODECS
 from firmware_adapters.zigbee2mqtt_exposes import encode_bridge_devices
+from simulators.fixtures_services import MosquittoFactory
 from simulators.services import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -221,3 +222,84 @@ async def test_unreadable_topics_are_counted_while_connected() -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     assert source.skipped == {"bad_topic": 1}
+
+
+def source_on(broker: LocalMqttConfig, stats: PipelineStats, recorder: Recorder) -> MqttSource:
+    return MqttSource(
+        name="local-mqtt",
+        broker=broker,
+        bindings=BindingsHolder(Bindings.build([])),
+        ctx=SourceContext(recorder.submit, recorder.fault, stats, SystemClock()),
+        client_id=f"drops-{broker.broker_drops}",
+    )
+
+
+async def test_the_local_brokers_dropped_count_is_in_the_self_statistics(
+    mosquitto_factory: MosquittoFactory,
+) -> None:
+    # A subscriber that went away with a persistent session: the broker queues 5 of its messages
+    # and drops the other 15, as it drops QoS 0 messages for an agent that fell behind.
+    broker = mosquitto_factory(["sys_interval 1", "max_queued_messages 5"])
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier="away", clean_session=False
+    ) as c:
+        await c.subscribe("z/#", qos=1)
+    async with aiomqtt.Client(broker.host, broker.port) as publisher:
+        for n in range(20):
+            await publisher.publish("z/x", str(n), qos=1)
+    recorder = Recorder()
+    stats = PipelineStats()
+    following = source_on(
+        LocalMqttConfig(port=broker.port, zigbee2mqtt=Zigbee2MqttConfig()), stats, recorder
+    )
+    task = asyncio.create_task(following.run())
+    try:
+        await poll(lambda: stats.broker_dropped.get("local-mqtt") == 15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    dropped = [
+        r for r in stats.readings("gw", now, None) if r.metric is Metric.LOCAL_BROKER_DROPPED_TOTAL
+    ]
+    assert [(r.value, r.codec_id) for r in dropped] == [(15.0, "edge_agent:local-mqtt")]
+    assert not recorder.frames  # the count is not a device's frame
+
+    # With `broker_drops: false` the source does not subscribe to it.
+    quiet_stats = PipelineStats()
+    quiet = source_on(
+        LocalMqttConfig(port=broker.port, broker_drops=False, zigbee2mqtt=Zigbee2MqttConfig()),
+        quiet_stats,
+        recorder,
+    )
+    task = asyncio.create_task(quiet.run())
+    try:
+        await poll(lambda: quiet.connected)
+        async with aiomqtt.Client(broker.host, broker.port) as publisher:
+            await publisher.publish("zigbee2mqtt/b2/kitchen", b'{"smoke":false}')
+        await recorder.until(lambda: len(recorder.frames) == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert quiet_stats.broker_dropped == {}
+
+
+async def test_a_rising_or_unreadable_broker_count_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stats = PipelineStats()
+    source = source_on(LocalMqttConfig(zigbee2mqtt=Zigbee2MqttConfig()), stats, Recorder())
+    await source.handle(BROKER_DROPPED_TOPIC, b"7")
+    assert not caplog.records  # the first count is a starting point, not news
+    await source.handle(BROKER_DROPPED_TOPIC, b"x")
+    await source.handle(BROKER_DROPPED_TOPIC, b"-3")
+    await source.handle(BROKER_DROPPED_TOPIC, b"9")
+    assert stats.broker_dropped == {"local-mqtt": 9}
+    assert source.skipped == {"bad_broker_count": 2}
+    rise = "mqtt local-mqtt: the broker dropped 2 more messages"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{rise} (a subscriber, maybe this agent, is not keeping up)"
+    ]
+    await source.handle(BROKER_DROPPED_TOPIC, b"0")  # the broker restarted
+    assert stats.broker_dropped == {"local-mqtt": 0}
+    assert len(caplog.records) == 1

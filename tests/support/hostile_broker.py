@@ -9,8 +9,10 @@ from typing import Self
 class HostileBroker:
     """Accepts one client, answers CONNECT and SUBSCRIBE, then sends the bytes it was given."""
 
-    def __init__(self, after_suback: bytes) -> None:
+    def __init__(self, after_suback: bytes, *, granted: bytes = b"\x01") -> None:
+        """`granted` is the SUBACK's return codes, one per topic (0x80: refused)."""
         self.after_suback = after_suback
+        self.granted = granted
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -28,7 +30,7 @@ class HostileBroker:
         writer.write(b"\x20\x02\x00\x00")  # CONNACK accepted
         subscribe = await reader.read(1024)
         packet_id = subscribe[2:4]
-        writer.write(b"\x90\x03" + packet_id + b"\x01")  # SUBACK, QoS 1 granted
+        writer.write(bytes([0x90, 2 + len(self.granted)]) + packet_id + self.granted)  # SUBACK
         writer.write(b"\x30\x05\x00\x01zok" + self.after_suback)
         await writer.drain()
         await asyncio.sleep(5)
