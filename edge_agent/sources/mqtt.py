@@ -48,7 +48,7 @@ from firmware_adapters.zigbee2mqtt_exposes import (
 _LOG = logging.getLogger(__name__)
 
 BROKER_DROPPED_TOPIC: Final = "$SYS/broker/publish/messages/dropped"
-"""Mosquitto's count of messages it dropped (queues full), retained and refreshed every `sys_interval`."""
+"""Mosquitto's count of dropped messages (queues full); retained, refreshed every `sys_interval`."""
 
 _ROUTES_MAX: Final = 10_000
 """Zigbee2MQTT topics whose frame metadata is kept (forgotten all at once beyond this)."""
@@ -188,7 +188,8 @@ class MqttSource:
         before = seen.get(self.name)
         if before is not None and count > before:
             _LOG.warning(
-                "mqtt %s: the broker dropped %d more messages (a subscriber, maybe this agent, is not keeping up)",
+                "mqtt %s: the broker dropped %d more messages"
+                " (a subscriber, maybe this agent, is not keeping up)",
                 self.name,
                 count - before,
             )
