@@ -14,9 +14,10 @@ from typing import Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.sources.mqtt import BROKER_DROPPED_TOPIC
+
 SYS_INTERVAL_CONFIG: Final = "sys_interval 1"
 """Broker config line: `$SYS` counters are published every second (default 10 s)."""
-DROPPED_TOPIC: Final = "$SYS/broker/publish/messages/dropped"
 
 
 def broker_dropped(port: int, *, host: str = "127.0.0.1", timeout_s: float = 5.0) -> int | None:
@@ -40,7 +41,7 @@ def broker_dropped(port: int, *, host: str = "127.0.0.1", timeout_s: float = 5.0
     except OSError:
         return None
     try:
-        client.subscribe(DROPPED_TOPIC)
+        client.subscribe(BROKER_DROPPED_TOPIC)
         deadline = time.monotonic() + timeout_s
         while not found and time.monotonic() < deadline:
             client.loop(timeout=0.1)
