@@ -25,6 +25,7 @@ from core.types import (
     AlarmEvent,
     AlarmState,
     Envelope,
+    Priority,
     Reading,
     Scalar,
     Severity,
@@ -34,7 +35,7 @@ from core.types import (
 SUPPORTED_VERSIONS: Final = frozenset({SCHEMA_VERSION})
 
 JsonObject = dict[str, object]
-_E = TypeVar("_E", Metric, Quality, AlarmState, Severity)
+_E = TypeVar("_E", Metric, Quality, AlarmState, Severity, Priority)
 
 
 def reading_to_json(reading: Reading) -> JsonObject:
@@ -61,13 +62,14 @@ def alarm_event_to_json(event: AlarmEvent) -> JsonObject:
         "rule_id": event.rule_id,
         "device": event.device_id,
         "location": event.location,
+        "description": event.description,
         "valid_until": None if event.valid_until is None else event.valid_until.isoformat(),
         "value": event.value,
         "evidence": dict(event.evidence),
         "suppressed": list(event.suppressed),
         "work_order": None
         if event.work_order is None
-        else {"category": event.work_order.category, "priority": event.work_order.priority},
+        else {"category": event.work_order.category, "priority": event.work_order.priority.value},
         "rule_version": event.rule_version,
     }
 
@@ -220,7 +222,8 @@ def alarm_event_from_json(doc: object, path: str = "alarm_event") -> AlarmEvent:
         hint_obj = _object(hint_doc, _join(path, "work_order"))
         hint_path = _join(path, "work_order")
         hint = WorkOrderHint(
-            _str(hint_obj, "category", hint_path), _str(hint_obj, "priority", hint_path)
+            _str(hint_obj, "category", hint_path),
+            _enum(hint_obj, "priority", hint_path, Priority),
         )
     return AlarmEvent(
         fingerprint=_str(obj, "fingerprint", path),
@@ -232,6 +235,7 @@ def alarm_event_from_json(doc: object, path: str = "alarm_event") -> AlarmEvent:
         rule_id=_str(obj, "rule_id", path),
         device_id=_str(obj, "device", path),
         location=_opt_str(obj, "location", path),
+        description=_opt_str(obj, "description", path),
         valid_until=valid_until,
         value=value,
         evidence=_evidence(obj, path),
@@ -325,12 +329,23 @@ def _uuid(obj: Mapping[str, object], key: str, path: str) -> UUID:
         raise EnvelopeError(_join(path, key), f"not a UUID: {text!r}") from None
 
 
+_NOUNS: Final[dict[type, str]] = {
+    Metric: "metric",
+    Quality: "quality",
+    AlarmState: "state",
+    Severity: "severity",
+    Priority: "priority",
+}
+
+
 def _enum(obj: Mapping[str, object], key: str, path: str, kind: type[_E]) -> _E:
     text = _str(obj, key, path)
     try:
         return kind(text)
     except ValueError:
-        raise EnvelopeError(_join(path, key), f"unknown {kind.__name__} {text!r}") from None
+        expected = ", ".join(member.value for member in kind)
+        reason = f"unknown {_NOUNS[kind]} {text!r}; expected one of {expected}"
+        raise EnvelopeError(_join(path, key), reason) from None
 
 
 def _evidence(obj: Mapping[str, object], path: str) -> dict[str, Scalar]:

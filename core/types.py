@@ -98,12 +98,24 @@ class Severity(StrEnum):
 _SEVERITY_RANK: Final = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
+class Priority(StrEnum):
+    """Priority of the work order an alarm opens; ordered from least to most urgent.
+
+    The only names a rule's `work_order.priority` and an envelope's alarm event may carry.
+    """
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
 @dataclass(frozen=True, slots=True)
 class WorkOrderHint:
     """What kind of work order an alarm should open in the cloud."""
 
     category: str
-    priority: str
+    priority: Priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +123,10 @@ class AlarmEvent:
     """One change (or re-send) of an alarm instance, as the gateway reports it.
 
     `fingerprint` is `site/device/rule`; `seq` grows by one for every event of that fingerprint, so the
-    cloud can drop duplicates and spot gaps. `valid_until` bounds how long a FIRING event stays true
-    without a re-send. `suppressed` names active suppressions (silence, maintenance window, parent
-    inhibition, disarmed schedule): suppression is a flag, not a state.
+    cloud can drop duplicates and spot gaps. `description` is the rule's human description, so the
+    event can be read without looking the rule up. `valid_until` bounds how long a FIRING event
+    stays true without a re-send. `suppressed` names active suppressions (silence, maintenance
+    window, parent inhibition, disarmed schedule): suppression is a flag, not a state.
     """
 
     fingerprint: str
@@ -125,6 +138,7 @@ class AlarmEvent:
     rule_id: str
     device_id: str
     location: str = ""
+    description: str = ""
     valid_until: datetime | None = None
     value: float | bool | None = None
     evidence: Mapping[str, Scalar] = field(default_factory=dict)

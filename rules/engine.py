@@ -488,6 +488,7 @@ class RuleEngine:
             rule_id=rule.id,
             device_id=inst.subject,
             location=inst.location,
+            description=rule.rule.description,
             valid_until=_dt(t + 4 * rule.resend_s) if reported else None,
             value=inst.value,
             evidence=evidence,

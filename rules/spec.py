@@ -27,7 +27,7 @@ from pydantic import (
 
 from core.metrics import CATALOG, Metric, MetricKind
 from core.site import LEVELS, DeviceKind, SitePath
-from core.types import Severity
+from core.types import Priority, Severity
 from rules.errors import RuleFileError
 from rules.parsing import DailyRange, line_of, load_yaml_with_lines, parse_duration
 
@@ -130,7 +130,7 @@ class WorkOrder(_Strict):
     """The work-order hint carried on the rule's events."""
 
     category: str = Field(min_length=1)
-    priority: Literal["low", "normal", "high", "urgent"]
+    priority: Priority
 
 
 class Rule(_Strict):

@@ -12,7 +12,15 @@ import pytest
 from cloud_ingest.cli import main
 from core.envelope_json import dumps
 from core.metrics import Metric
-from core.types import Envelope, Reading
+from core.types import (
+    AlarmEvent,
+    AlarmState,
+    Envelope,
+    Priority,
+    Reading,
+    Severity,
+    WorkOrderHint,
+)
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -61,6 +69,67 @@ def test_console_script_reads_stdin(tmp_path: Path) -> None:
     first, second = (json.loads(line) for line in result.stdout.splitlines())
     assert first["ok"] is True
     assert second["error"]["field"] == "schema_version"
+
+
+def _alarm_envelope_file(tmp_path: Path) -> Path:
+    event = AlarmEvent(
+        "c1/smoke-01/smoke_alarm",
+        1,
+        AlarmState.FIRING,
+        Severity.CRITICAL,
+        T0,
+        T0,
+        "smoke_alarm",
+        "smoke-01",
+        description="A smoke detector reports smoke.",
+        work_order=WorkOrderHint("fire", Priority.URGENT),
+    )
+    path = tmp_path / "alarm.json"
+    path.write_bytes(dumps(Envelope("gw-1", uuid.uuid4(), T0, alarm_events=(event,))))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field", "reason"),
+    [
+        (
+            "work_order",
+            {"category": "fire", "priority": "P1"},
+            "alarm_events[0].work_order.priority",
+            "unknown priority 'P1'; expected one of low, normal, high, urgent",
+        ),
+        (
+            "severity",
+            "P1",
+            "alarm_events[0].severity",
+            "unknown severity 'P1'; expected one of info, warning, critical",
+        ),
+    ],
+)
+def test_unknown_priority_or_severity_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    key: str,
+    value: object,
+    field: str,
+    reason: str,
+) -> None:
+    good = _alarm_envelope_file(tmp_path)
+    assert main(["validate", str(good)]) == 0
+    doc = json.loads(good.read_text())
+    doc["alarm_events"][0][key] = value
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["validate", str(bad)]) == 1
+    ok_line, bad_line = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert ok_line["ok"] is True
+    assert ok_line["alarm_events"] == 1
+    assert bad_line == {
+        "source": str(bad),
+        "ok": False,
+        "error": {"field": field, "reason": reason},
+    }
 
 
 def test_no_command_is_a_usage_error() -> None:

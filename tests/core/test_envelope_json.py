@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from core import envelope_json
 from core.errors import EnvelopeError
 from core.metrics import CATALOG, Metric, MetricKind, Quality
-from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity, WorkOrderHint
+from core.types import (
+    AlarmEvent,
+    AlarmState,
+    Envelope,
+    Priority,
+    Reading,
+    Severity,
+    WorkOrderHint,
+)
 
 T0 = datetime(2026, 11, 22, 8, 30, 0, 123456, tzinfo=UTC)
 
@@ -29,11 +37,12 @@ def _event(seq: int = 1) -> AlarmEvent:
         rule_id="smoke_detected",
         device_id="smoke-01",
         location="pudong/zhangjiang/c1/g1/c1/b2/u1",
+        description="Manhole cover tilted more than 20° from its installed position.",
         valid_until=T0 + timedelta(minutes=4),
         value=True,
         evidence={"smoke": True, "smoke_pct": 12.5, "codec": "lorawan.milesight.gs524n"},
         suppressed=("maintenance",),
-        work_order=WorkOrderHint(category="fire", priority="P1"),
+        work_order=WorkOrderHint(category="fire", priority=Priority.URGENT),
         rule_version="3",
     )
 
@@ -78,7 +87,40 @@ def test_serialized_form_is_versioned_compact_json() -> None:
         "quality": "good",
         "codec": "lorawan.dingtek.df702",
     }
-    assert doc["alarm_events"][0]["work_order"] == {"category": "fire", "priority": "P1"}
+    assert doc["alarm_events"][0]["work_order"] == {"category": "fire", "priority": "urgent"}
+    assert doc["alarm_events"][0]["description"] == (
+        "Manhole cover tilted more than 20° from its installed position."
+    )
+
+
+def test_description_round_trips_and_is_optional_on_input() -> None:
+    event = _event()
+    decoded = envelope_json.loads(envelope_json.dumps(_envelope())).alarm_events[0]
+    assert decoded.description == event.description
+    assert decoded == event
+    doc = envelope_json.alarm_event_to_json(event)
+    del doc["description"]
+    assert envelope_json.alarm_event_from_json(doc).description == ""
+    doc["description"] = None
+    assert envelope_json.alarm_event_from_json(doc).description == ""
+
+
+@pytest.mark.parametrize("priority", list(Priority))
+def test_every_priority_name_is_read(priority: Priority) -> None:
+    doc = envelope_json.alarm_event_to_json(_event())
+    doc["work_order"] = {"category": "fire", "priority": priority.value}
+    hint = envelope_json.alarm_event_from_json(doc).work_order
+    assert hint is not None
+    assert hint.priority is priority
+
+
+def test_unknown_priority_names_the_field_and_the_known_names() -> None:
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.loads(_mutate(["alarm_events", 0, "work_order", "priority"], "P1"))
+    assert str(info.value) == (
+        "alarm_events[0].work_order.priority: unknown priority 'P1'; "
+        "expected one of low, normal, high, urgent"
+    )
 
 
 def _doc() -> dict[str, object]:
@@ -108,11 +150,39 @@ def _mutate(path: list[str | int], value: object, *, delete: bool = False) -> by
         (["sent_at"], "2026-11-22T08:30:00", False, "sent_at", "no UTC offset"),
         (["readings"], {}, False, "readings", "expected a list"),
         (["readings", 2, "value"], "open", False, "readings[2].value", "number or boolean"),
-        (["readings", 1, "metric"], "fill_percent", False, "readings[1].metric", "unknown Metric"),
+        (["readings", 1, "metric"], "fill_percent", False, "readings[1].metric", "unknown metric"),
         (["readings", 0, "ts"], "yesterday", False, "readings[0].ts", "not an ISO 8601 time"),
         (["alarm_events", 0, "seq"], True, False, "alarm_events[0].seq", "expected an integer"),
         (["alarm_events", 0, "state"], "burning", False, "alarm_events[0].state", "unknown"),
         (["alarm_events", 0, "fingerprint"], None, True, "alarm_events[0].fingerprint", "missing"),
+        (
+            ["alarm_events", 0, "severity"],
+            "P1",
+            False,
+            "alarm_events[0].severity",
+            "unknown severity 'P1'; expected one of info, warning, critical",
+        ),
+        (
+            ["alarm_events", 0, "work_order", "priority"],
+            "P1",
+            False,
+            "alarm_events[0].work_order.priority",
+            "unknown priority 'P1'; expected one of low, normal, high, urgent",
+        ),
+        (
+            ["alarm_events", 0, "work_order", "priority"],
+            "Urgent",
+            False,
+            "alarm_events[0].work_order.priority",
+            "unknown priority 'Urgent'",
+        ),
+        (
+            ["alarm_events", 0, "description"],
+            42,
+            False,
+            "alarm_events[0].description",
+            "expected a string",
+        ),
         (
             ["alarm_events", 0, "evidence"],
             {"x": [1]},

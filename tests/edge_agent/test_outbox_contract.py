@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.metrics import Metric, Quality
-from core.types import AlarmEvent, AlarmState, Reading, Severity, WorkOrderHint
+from core.types import AlarmEvent, AlarmState, Priority, Reading, Severity, WorkOrderHint
 from edge_agent.outbox import Outbox, OutboxError, OutboxLimits, RecordKind
 from edge_agent.outbox.memory import MemoryOutbox
 from edge_agent.outbox.sqlite import SqliteOutbox
@@ -45,11 +45,12 @@ def alarm(seq: int, device: str = "smoke-1") -> AlarmEvent:
         rule_id="smoke",
         device_id=device,
         location="d1/s1/c1/g1/cp1/b1/u1",
+        description="A smoke detector reports smoke — 烟雾报警.",
         valid_until=T0 + timedelta(minutes=5),
         value=True,
         evidence={"smoke_pct": 12.5, "source": "detector"},
         suppressed=("maintenance",),
-        work_order=WorkOrderHint("fire", "p1"),
+        work_order=WorkOrderHint("fire", Priority.URGENT),
         rule_version="r1",
     )
 
@@ -122,7 +123,12 @@ async def test_records_round_trip_exactly(make_outbox: OutboxFactory) -> None:
     outbox = await make_outbox(None)
     odd = Reading("dev/ü", Metric.SMOKE, value=True, ts=T0, quality=Quality.SUSPECT)
     await outbox.put([odd, reading(5)], [alarm(7)])
-    assert await drain(outbox) == [alarm(7), odd, reading(5)]
+    drained = await drain(outbox)
+    assert drained == [alarm(7), odd, reading(5)]
+    event = drained[0]
+    assert isinstance(event, AlarmEvent)
+    assert event.description == "A smoke detector reports smoke — 烟雾报警."
+    assert event.work_order == WorkOrderHint("fire", Priority.URGENT)
 
 
 async def test_same_millisecond_readings_are_both_kept(make_outbox: OutboxFactory) -> None:
