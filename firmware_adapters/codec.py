@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.framing.base import Framer
 
@@ -40,7 +41,11 @@ class Codec:
 
     `id` is `<transport>.<vendor>.<model>` and mirrors the module path
     (`lorawan.milesight.em310_udl` lives in `codecs/lorawan/milesight_em310_udl.py`). `vectors` is the
-    `.vectors.yaml` beside the module. `framer` makes a fresh framer for stream transports.
+    `.vectors.yaml` beside the module. `metrics` is every canonical metric `decode` may put in
+    `DecodeResult.readings`, so a configuration check can tell which metrics a device's codec
+    produces; it is computed from the codec's field table where it has one, and the registry refuses
+    a codec that declares none (the empty default is for ad-hoc codecs in tests). `framer` makes a
+    fresh framer for stream transports.
     """
 
     id: str
@@ -49,6 +54,7 @@ class Codec:
     decode: Decoder
     encode: Encoder
     vectors: Path
+    metrics: frozenset[Metric] = frozenset()
     framer: Callable[[], Framer] | None = None
 
     @property

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import finish, fport_of
+from firmware_adapters.lorawan import RADIO_METRICS, finish, fport_of
 
 FPORT = 3
 HEAD, TAIL = 0x80, 0x81
@@ -45,6 +46,10 @@ SHORT_RANGE, LONG_RANGE = 2000, 5000
 FRAME_TYPES = (1, 2, PARAMETERS)
 Flags = Sequence[Metric | None]
 """The four nibbles, in order: flags A high, A low, B high, B low (None: must be 0)."""
+MEASUREMENT_METRICS: Final[frozenset[Metric]] = frozenset(
+    {Metric.DISTANCE_MM, Metric.TEMPERATURE_C, Metric.TILT_DEG}
+)
+"""What `_measurement` emits besides the model's flags."""
 
 _GPS = struct.Struct("<ff")
 _PARAMETER_NAMES = (
@@ -54,6 +59,11 @@ _PARAMETER_NAMES = (
     "fire_threshold_c",
     "tilt_threshold_deg",
 )
+
+
+def codec_metrics(flags: Flags) -> frozenset[Metric]:
+    """A model's declared `metrics`: the measurements, its flags and the radio metrics."""
+    return MEASUREMENT_METRICS | {m for m in flags if m is not None} | RADIO_METRICS
 
 
 def _error(codec_id: str, reason: DecodeReason, detail: str, frame: RawFrame) -> DecodeError:

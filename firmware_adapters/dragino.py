@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from typing import Final
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
+from firmware_adapters.lorawan import (
+    RADIO_METRICS,
+    chirpstack_aware,
+    finish,
+    fport_of,
+    require_length,
+)
 
 DISTANCE_FPORT = 2
 _FRAME = struct.Struct(">HHBhB")
+DISTANCE_METRICS: Final[frozenset[Metric]] = frozenset(
+    {Metric.BATTERY_V, Metric.DISTANCE_MM, Metric.TEMPERATURE_C}
+)
+"""What `decode_distance` emits (the radio metrics come on top, from `finish`)."""
 
 
 def decode_distance(frame: RawFrame, codec_id: str) -> DecodeResult:
@@ -89,4 +100,5 @@ def distance_codec(codec_id: str, description: str, module_file: str) -> Codec:
         chirpstack_aware(codec_id, decode),
         encode_distance,
         vectors_beside(module_file),
+        metrics=DISTANCE_METRICS | RADIO_METRICS,
     )

@@ -89,10 +89,19 @@ def key_name(key: Key) -> str:
 
 
 class Field:
-    """One fixed-size field: reads `size` bytes at an offset, writes them from named values."""
+    """One fixed-size field: reads `size` bytes at an offset, writes them from named values.
+
+    `keys` are the names the field writes from; `metrics` are the canonical metrics `read` may emit
+    (the keys that are metrics, plus any a field derives, such as `Bits.any_flag`).
+    """
 
     size: int
     keys: tuple[Key, ...]
+
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        """The canonical metrics `read` may emit: by default, the keys that are metrics."""
+        return frozenset(k for k in self.keys if isinstance(k, Metric))
 
     def read(self, buf: bytes, at: int, out: Decoded) -> None:
         """Decode `buf[at:at+size]` into `out`; raise `FieldError` for values the format forbids."""
@@ -101,6 +110,11 @@ class Field:
     def write(self, values: Mapping[str, object]) -> bytes:
         """Encode this field from `values`; raise `EncodeError` when a value cannot be represented."""
         raise NotImplementedError
+
+
+def table_metrics(fields: Iterable[Field]) -> frozenset[Metric]:
+    """The canonical metrics a table of fields may emit (a codec declares this as its `metrics`)."""
+    return frozenset(m for f in fields for m in f.metrics)
 
 
 def _number(values: Mapping[str, object], key: Key) -> float:
@@ -236,6 +250,12 @@ class Bits(Field):
         self.any_flag = any_flag
         self.keys = tuple(self.bits.values())  # any_flag is derived, never written
 
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        """The bits that are metrics, and `any_flag`."""
+        own = super().metrics
+        return own if self.any_flag is None else own | {self.any_flag}
+
     def read(self, buf: bytes, at: int, out: Decoded) -> None:
         """Read each listed bit."""
         byte = buf[at]
@@ -298,6 +318,11 @@ class Group(Field):
         self.parts = parts
         self.size = sum(p.size for p in parts)
         self.keys = tuple(k for p in parts for k in p.keys)
+
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        """Every part's metrics (derived ones included)."""
+        return table_metrics(self.parts)
 
     def read(self, buf: bytes, at: int, out: Decoded) -> None:
         """Read every part in order."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
+from typing import Final
 
 from core.metrics import Metric, quality_of
 from core.types import DecodeResult, RawFrame, Reading
@@ -20,6 +21,8 @@ from firmware_adapters.errors import DecodeError, DecodeReason
 from firmware_adapters.fields import Decoded, FieldError
 
 UP_EVENT_SUFFIX = "/event/up"
+RADIO_METRICS: Final[frozenset[Metric]] = frozenset({Metric.RSSI_DBM, Metric.SNR_DB})
+"""What `radio_readings` (so `finish`) adds: part of every LoRaWAN codec's declared `metrics`."""
 
 
 def fport_of(frame: RawFrame, codec_id: str, allowed: Collection[int]) -> int | None:

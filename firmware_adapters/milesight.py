@@ -20,8 +20,24 @@ from collections.abc import Mapping
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, Encoder, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
-from firmware_adapters.fields import Choice, Decoded, Field, FieldError, Key, Skip, Text, hex_text
-from firmware_adapters.lorawan import chirpstack_aware, field_error, finish, fport_of
+from firmware_adapters.fields import (
+    Choice,
+    Decoded,
+    Field,
+    FieldError,
+    Key,
+    Skip,
+    Text,
+    hex_text,
+    table_metrics,
+)
+from firmware_adapters.lorawan import (
+    RADIO_METRICS,
+    chirpstack_aware,
+    field_error,
+    finish,
+    fport_of,
+)
 
 FPORT = 85
 Table = Mapping[tuple[int, int], Field]
@@ -160,6 +176,7 @@ def tlv_codec(
     """The `Codec` of a Milesight model whose payload is fully described by its channel table.
 
     `encode` replaces the table encoder where a model needs more (history records, derived fields).
+    The declared `metrics` are those of the table's fields plus the radio metrics.
     """
 
     def decode(frame: RawFrame) -> DecodeResult:
@@ -175,4 +192,5 @@ def tlv_codec(
         chirpstack_aware(codec_id, decode),
         encode or encode_table,
         vectors_beside(module_file),
+        metrics=table_metrics(table.values()) | RADIO_METRICS,
     )

@@ -79,7 +79,7 @@ def encode_with_table(
 def table_codec(
     codec_id: str, description: str, table: RegisterTable, default_slave: int, module_file: str
 ) -> Codec:
-    """The `Codec` of a Modbus sensor fully described by a fixed register table."""
+    """The `Codec` of a Modbus sensor fully described by a fixed register table (its `metrics`)."""
 
     def decode(frame: RawFrame) -> DecodeResult:
         return decode_with_table(codec_id, table, frame)
@@ -88,5 +88,11 @@ def table_codec(
         return encode_with_table(table, values, default_slave)
 
     return Codec(
-        codec_id, DeviceClass.LEVEL, description, decode, encode, vectors_beside(module_file)
+        codec_id,
+        DeviceClass.LEVEL,
+        description,
+        decode,
+        encode,
+        vectors_beside(module_file),
+        metrics=table.metrics,
     )

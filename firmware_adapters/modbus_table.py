@@ -114,6 +114,11 @@ class RegisterTable:
     function: int = 3
 
     @property
+    def metrics(self) -> frozenset[Metric]:
+        """The metrics of the table's fields (what a codec decoding with it declares)."""
+        return frozenset(f.metric for f in self.fields)
+
+    @property
     def first(self) -> int:
         """Lowest register address of the table."""
         return min(f.address for f in self.fields)

@@ -42,6 +42,19 @@ EVENT_METRICS: Final[dict[str, tuple[Metric, ...]]] = {
     **dict.fromkeys(("302", "309", "311", "384"), (Metric.LOW_BATTERY,)),
     **dict.fromkeys(("143", "147", "300", "373", "380", "381", "389"), (Metric.FAULT,)),
 }
+CONTACT_ID_METRICS: Final[frozenset[Metric]] = frozenset(
+    {
+        Metric.FIRE_ALARM,
+        Metric.SMOKE,
+        Metric.INTRUSION,
+        Metric.TAMPER,
+        Metric.WATER_LEAK,
+        Metric.POWER_FAULT,
+        Metric.LOW_BATTERY,
+        Metric.FAULT,
+    }
+)
+"""Every metric of `EVENT_METRICS`: what `event_readings` can emit."""
 EVENT_NAMES: Final = {
     "110": "fire", "111": "smoke", "112": "combustion", "113": "water_flow", "114": "heat",
     "115": "pull_station", "116": "duct", "117": "flame", "118": "fire_near_alarm",

@@ -16,12 +16,15 @@ from firmware_adapters.errors import UnknownCodecError
 
 
 def index_codecs(codecs: Iterable[Codec]) -> Mapping[str, Codec]:
-    """Index codecs by id, refusing duplicates and malformed ids."""
+    """Index codecs by id, refusing duplicates, malformed ids and codecs that declare no metrics."""
     index: dict[str, Codec] = {}
     for codec in codecs:
         parts = codec.id.split(".")
         if len(parts) != 3 or parts[0] not in TRANSPORTS:  # noqa: PLR2004 - transport.vendor.model
             msg = f"codec id {codec.id!r} is not <transport>.<vendor>.<model>"
+            raise ValueError(msg)
+        if not codec.metrics:
+            msg = f"codec {codec.id!r} declares no metrics"
             raise ValueError(msg)
         if codec.id in index:
             msg = f"codec id {codec.id!r} registered twice"

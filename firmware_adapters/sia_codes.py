@@ -44,6 +44,18 @@ SIA_CODES: Final[dict[str, tuple[str, Metric | None, bool]]] = {
 }
 """code -> (name, canonical metric or None, value of the metric / armed state for OP and CL)."""
 USER_CODES: Final = frozenset({"OP", "CL"})
+SIA_METRICS: Final[frozenset[Metric]] = frozenset(
+    {
+        Metric.FIRE_ALARM,
+        Metric.FAULT,
+        Metric.INTRUSION,
+        Metric.TAMPER,
+        Metric.POWER_FAULT,
+        Metric.LOW_BATTERY,
+        Metric.WATER_LEAK,
+    }
+)
+"""Every metric of `SIA_CODES`: what a `SIA-DCS` message can emit."""
 
 _EVENT = re.compile(r"(?P<code>[A-Z]{2})(?P<number>[0-9A-Fa-f]{0,4})")
 _MODIFIER = re.compile(r"(?P<name>[a-z]{2})(?P<value>[0-9A-Za-z]*)")

@@ -120,3 +120,15 @@ ANALOG_TYPES: Final = {
 }
 """Table 6 analog value types; reserved and user types are reported raw as `analog_<n>`."""
 ANALOG_BY_METRIC: Final = {a.metric: t for t, a in ANALOG_TYPES.items() if a.metric is not None}
+
+METRICS: Final[frozenset[Metric]] = frozenset(
+    {
+        Metric.FIRE_ALARM,
+        Metric.FAULT,
+        Metric.POWER_FAULT,
+        Metric.SELF_TEST,
+        Metric.TEMPERATURE_C,
+        Metric.GAS_LEL_PCT,
+    }
+)
+"""What a frame can yield: the metrics of `status_readings` and of the analog types with one."""

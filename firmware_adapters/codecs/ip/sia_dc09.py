@@ -24,8 +24,13 @@ from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.codecs.serial.ademco_contact_id import field, qualifier_of
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.framing.sia_dc09 import Message, SiaDc09Framer, build_message, parse_message
-from firmware_adapters.panel_events import PanelEvent, event_attributes, event_readings
-from firmware_adapters.sia_codes import SIA_CODES, USER_CODES, parse_sia_data
+from firmware_adapters.panel_events import (
+    CONTACT_ID_METRICS,
+    PanelEvent,
+    event_attributes,
+    event_readings,
+)
+from firmware_adapters.sia_codes import SIA_CODES, SIA_METRICS, USER_CODES, parse_sia_data
 
 CODEC_ID = "ip.sia.dc09"
 _TIME_FORMAT = "%H:%M:%S,%m-%d-%Y"
@@ -197,5 +202,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     vectors=vectors_beside(__file__),
+    metrics=CONTACT_ID_METRICS | SIA_METRICS,  # ADM-CID and SIA-DCS events
     framer=SiaDc09Framer,
 )

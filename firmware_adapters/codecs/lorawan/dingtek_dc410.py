@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.dingtek import decode_frame, encode_frame
+from firmware_adapters.dingtek import codec_metrics, decode_frame, encode_frame
 from firmware_adapters.lorawan import chirpstack_aware
 
 ID = "lorawan.dingtek.dc410"
@@ -36,4 +36,5 @@ CODEC = Codec(
     chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
+    metrics=codec_metrics(FLAGS),
 )

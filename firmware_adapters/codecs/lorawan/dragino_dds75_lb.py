@@ -21,6 +21,7 @@ from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dragino import (
     DISTANCE_FPORT,
+    DISTANCE_METRICS,
     decode_distance,
     encode_distance,
     number,
@@ -28,7 +29,13 @@ from firmware_adapters.dragino import (
 )
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
+from firmware_adapters.lorawan import (
+    RADIO_METRICS,
+    chirpstack_aware,
+    finish,
+    fport_of,
+    require_length,
+)
 
 ID = "lorawan.dragino.dds75_lb"
 STATUS_FPORT = 5
@@ -89,4 +96,5 @@ CODEC = Codec(
     chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
+    metrics=DISTANCE_METRICS | RADIO_METRICS,  # the status frame's battery_v is among them
 )

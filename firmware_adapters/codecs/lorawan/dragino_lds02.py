@@ -17,6 +17,7 @@ Encoder keys: `battery_v`, `contact_open` or `water_leak`, `mode` (1), `open_cou
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
@@ -24,7 +25,13 @@ from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.dragino import number, unsupported
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
+from firmware_adapters.lorawan import (
+    RADIO_METRICS,
+    chirpstack_aware,
+    finish,
+    fport_of,
+    require_length,
+)
 
 ID = "lorawan.dragino.lds02"
 FPORT = 10
@@ -35,6 +42,10 @@ DOOR_OPEN = 0x80
 WATER_LEAK = 0x40
 U24 = 0xFFFFFF
 BATTERY_MASK = 0x3FFF
+METRICS: Final[frozenset[Metric]] = frozenset(
+    {Metric.BATTERY_V, Metric.CONTACT_OPEN, Metric.WATER_LEAK}
+)
+"""What `decode` emits (the radio metrics come on top, from `finish`)."""
 
 
 def decode(frame: RawFrame) -> DecodeResult:
@@ -90,4 +101,5 @@ CODEC = Codec(
     chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
+    metrics=METRICS | RADIO_METRICS,
 )

@@ -35,6 +35,11 @@ class FlaggedAngles(Field):
     size = _WORDS.size
     keys = (*(a for a, _ in _AXES), *(f for _, f in _AXES))
 
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        """The three angles, and `tilt_alarm` derived from the flags."""
+        return super().metrics | {Metric.TILT_ALARM}
+
     def read(self, buf: bytes, at: int, out: Decoded) -> None:
         """Split each word into its angle and flag."""
         any_flag = False

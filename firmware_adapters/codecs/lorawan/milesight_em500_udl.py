@@ -32,6 +32,11 @@ class HistoryRecord(Field):
     size = _RECORD.size
     keys = ("history",)
 
+    @property
+    def metrics(self) -> frozenset[Metric]:
+        """The stored distance."""
+        return frozenset({Metric.DISTANCE_MM})
+
     def read(self, buf: bytes, at: int, out: Decoded) -> None:
         """Append a device-stamped distance reading."""
         stamp, distance = _RECORD.unpack_from(buf, at)

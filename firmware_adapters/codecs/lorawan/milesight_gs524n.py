@@ -31,7 +31,13 @@ from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
-from firmware_adapters.lorawan import chirpstack_aware, finish, fport_of, require_length
+from firmware_adapters.lorawan import (
+    RADIO_METRICS,
+    chirpstack_aware,
+    finish,
+    fport_of,
+    require_length,
+)
 
 ID = "lorawan.milesight.gs524n"
 SMOKE_SENSOR = 1
@@ -47,6 +53,19 @@ EVENTS: Final[Mapping[int, tuple[str, Mapping[Metric, bool]]]] = {
     15: ("testing alarm with low battery", {Metric.SELF_TEST: True, Metric.LOW_BATTERY: True}),
 }
 EVENT_CODES: Final = {name: code for code, (name, _) in EVENTS.items()}
+METRICS: Final[frozenset[Metric]] = frozenset(
+    {
+        Metric.BATTERY_PCT,
+        Metric.SMOKE_PCT,
+        Metric.TEMPERATURE_C,
+        Metric.SMOKE,
+        Metric.LOW_BATTERY,
+        Metric.FAULT,
+        Metric.TAMPER,
+        Metric.SELF_TEST,
+    }
+)
+"""What `decode` emits: the three measurements and the flags of `EVENTS` (radio metrics on top)."""
 
 
 def decode(frame: RawFrame) -> DecodeResult:
@@ -110,4 +129,5 @@ CODEC = Codec(
     chirpstack_aware(ID, decode),
     encode,
     vectors_beside(__file__),
+    metrics=METRICS | RADIO_METRICS,
 )

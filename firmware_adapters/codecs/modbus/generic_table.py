@@ -7,6 +7,10 @@ table when it loads the configuration, and this decoder parses each distinct JSO
 (`lru_cache`), so the decoder stays a pure function of the frame. A missing or invalid table raises
 `malformed`. Frame contract: `firmware_adapters.modbus_codec`.
 
+Declared `metrics`: every metric of the catalog. `parse_register_table` accepts any canonical metric
+(a boolean one reads true for a non-zero register), so what a device yields is up to its configured
+table and the codec can emit any of them (one device's are its table's `RegisterTable.metrics`).
+
 Encoder keys: `table` (the mapping or its JSON text), canonical metric values, `slave` (default 1).
 """
 
@@ -16,6 +20,7 @@ import json
 from collections.abc import Mapping
 from functools import lru_cache
 
+from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
@@ -75,4 +80,5 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     vectors=vectors_beside(__file__),
+    metrics=frozenset(Metric),
 )

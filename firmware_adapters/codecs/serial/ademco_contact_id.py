@@ -25,6 +25,7 @@ from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
 from firmware_adapters.errors import EncodeError
 from firmware_adapters.framing.contact_id import ContactIdFramer
 from firmware_adapters.panel_events import (
+    CONTACT_ID_METRICS,
     DIGITS,
     EVENT_METRICS,
     PanelEvent,
@@ -93,5 +94,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     vectors=vectors_beside(__file__),
+    metrics=CONTACT_ID_METRICS,
     framer=ContactIdFramer,
 )

@@ -35,6 +35,7 @@ from firmware_adapters.gbt26875.frame import (
 )
 from firmware_adapters.gbt26875.objects import decode_unit
 from firmware_adapters.gbt26875.readings import ObjectMapper
+from firmware_adapters.gbt26875.semantics import METRICS
 
 
 def decode(frame: RawFrame) -> DecodeResult:
@@ -101,5 +102,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode_values,
     vectors=vectors_beside(__file__),
+    metrics=METRICS,
     framer=Gbt26875Framer,
 )

@@ -59,6 +59,28 @@ NUMERIC: Final[Mapping[str, tuple[Metric, float]]] = {
     "angle_y": (Metric.TILT_Y_DEG, 1.0),
     "angle_z": (Metric.TILT_Z_DEG, 1.0),
 }
+METRICS: Final[frozenset[Metric]] = frozenset(
+    {
+        Metric.SMOKE,
+        Metric.WATER_LEAK,
+        Metric.CONTACT_OPEN,
+        Metric.OCCUPANCY,
+        Metric.VIBRATION,
+        Metric.TAMPER,
+        Metric.LOW_BATTERY,
+        Metric.SELF_TEST,
+        Metric.BATTERY_PCT,
+        Metric.BATTERY_V,
+        Metric.TEMPERATURE_C,
+        Metric.HUMIDITY_PCT,
+        Metric.ILLUMINANCE_LUX,
+        Metric.TILT_X_DEG,
+        Metric.TILT_Y_DEG,
+        Metric.TILT_Z_DEG,
+        Metric.ONLINE,
+    }
+)
+"""Every metric the converter tables (`BINARY`, `NUMERIC`) produce, and `online` (availability)."""
 _SCALARS: Final = (str, int, float)
 """Attribute values kept as they are (bool is an int)."""
 PROPERTY_OF: Final[Mapping[str, str]] = {
@@ -178,4 +200,5 @@ CODEC = Codec(
     decode,
     encode,
     vectors_beside(__file__),
+    metrics=METRICS,
 )
