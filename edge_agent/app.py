@@ -20,7 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from core.clock import Clock, SystemClock
+from core.clock import Clock, ScaledClock, SystemClock, wall_interval
 from core.types import AlarmEvent, AlarmState
 from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import EdgeConfig, resolve_rule_paths, state_path
@@ -45,6 +45,10 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _LOG = logging.getLogger(__name__)
+RULE_TICK_S: Final = 1.0
+"""How often the rule engine's timers advance, in the clock's seconds (on a simulated clock, at
+most every `core.clock.MIN_WALL_INTERVAL_S` of real time)."""
+HOUSEKEEPING_S: Final = 3600.0
 LEGACY_RULE_STATE_FILE: Final = "rule-state.json"
 """Where the rule state was kept before it moved into the outbox; read once, then removed."""
 DEAD_LETTER_FILE: Final = "dead-letters.sqlite3"
@@ -85,6 +89,7 @@ class Agent:
 
     async def run(self) -> int:
         """Build everything, run until stopped, shut down cleanly; return the exit code."""
+        _log_clock(self.clock)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         base = self.config
         store = PushedConfigStore(self.state_dir / PUSHED_CONFIG_FILE)
@@ -261,21 +266,25 @@ class Agent:
 
     # --- loops ---------------------------------------------------------------------------------
 
+    # Intervals of the world (rule ticks, statistics, dead-letter expiry) are in the clock's
+    # seconds; on a simulated clock they pass `speed` times faster. Timeouts, backoff, keepalive,
+    # batching and the watchdog stay on real time.
+
     async def _tick_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(wall_interval(self.clock, RULE_TICK_S))
             await self.pipeline.tick()
             await self.pipeline.save_state()
 
     async def _stats_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.config.pipeline.stats_interval_s)
+            await asyncio.sleep(wall_interval(self.clock, self.config.pipeline.stats_interval_s))
             await self.pipeline.publish_stats()
 
     async def _housekeeping_loop(self) -> None:
         while True:
             self.pipeline.dead_letters.expire(self.clock.now())
-            await asyncio.sleep(3600)
+            await asyncio.sleep(wall_interval(self.clock, HOUSEKEEPING_S))
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval_s or 1.0
@@ -309,6 +318,21 @@ class Agent:
 
     def _snapshot_text(self) -> str:
         return json.dumps(self.engine.snapshot(), separators=(",", ":"), sort_keys=True)
+
+
+def _log_clock(clock: Clock) -> None:
+    if isinstance(clock, ScaledClock):
+        _LOG.warning(
+            "running on a simulated clock %s: %gx real time, now %s; rule ticks every %.3f s",
+            clock.spec,
+            clock.speed,
+            clock.now().isoformat(),
+            wall_interval(clock, RULE_TICK_S),
+        )
+    elif isinstance(clock, SystemClock):
+        _LOG.info("clock: system (wall time)")
+    else:
+        _LOG.info("clock: %s", type(clock).__name__)
 
 
 def _polling(config: EdgeConfig) -> dict[str, object]:

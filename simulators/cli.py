@@ -7,11 +7,12 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiomqtt
 
+from core.clock import clock_spec
 from simulators.scenario import Scenario, ScenarioError, load_scenario
 from simulators.single_devices import mqtt_devices, serial_device
 
@@ -36,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--broker", default=None, help="mqtt://host:port for MQTT devices")
     run.add_argument("--serial-dir", type=Path, default=Path("/tmp/steward-sim"))  # noqa: S108
     run.add_argument("--receiver", default=None, help="host:port of the SIA DC-09 receiver")
+    run.add_argument(
+        "--origin",
+        type=float,
+        default=None,
+        metavar="EPOCH",
+        help=(
+            "Unix time at which t=0 is played (wait until then); give the same value to "
+            "`edge-agent run --clock` (see `propsim clock`) to share one simulated clock"
+        ),
+    )
     _common_run(run)
 
     serial = sub.add_parser("serial", help="one virtual serial device on a pty with a stable link")
@@ -77,9 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--truth", type=Path, default=None)
     gen.add_argument("--seed", type=int, default=None)
 
+    _add_clock(sub)
+
     check = sub.add_parser("check", help="validate scenario files (errors with file:line)")
     check.add_argument("scenarios", type=Path, nargs="+")
     return parser
+
+
+def _add_clock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    clock = sub.add_parser(
+        "clock", help="print the `edge-agent run --clock` spec of a scenario played from --origin"
+    )
+    clock.add_argument("scenario", type=Path)
+    clock.add_argument("--speed", type=float, default=1.0, help="as given to `propsim run`")
+    clock.add_argument(
+        "--origin", type=float, required=True, metavar="EPOCH", help="as given to `propsim run`"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,10 +131,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             load_scenario(path)
             print(f"{path}: ok")
         return 0
-    if args.command == "generate":
-        return _generate(args)
-    if args.command == "fleet":
-        return _fleet(args)
+    if args.command in _TOOLS:
+        return _TOOLS[args.command](args)
     if args.command == "run":
         scenario = load_scenario(args.scenario)
         return _play(scenario, args, broker=args.broker, serial_dir=args.serial_dir)
@@ -157,6 +179,7 @@ def _play(
         duration=args.duration,
         gbt_timeout_s=getattr(args, "timeout", 10.0),
         receiver=getattr(args, "receiver", None),
+        origin=getattr(args, "origin", None),
     )
     runner = ScenarioRunner(scenario, options)
     truth = args.truth.open("w", encoding="utf-8") if args.truth else None
@@ -166,6 +189,12 @@ def _play(
         if truth is not None:
             truth.close()
     print(json.dumps({"emitted": stats.emitted, "lost": stats.lost, "truth": stats.truth}))
+    return 0
+
+
+def _clock(args: argparse.Namespace) -> int:
+    start = load_scenario(args.scenario).start
+    print(clock_spec(start, args.origin, args.speed))
     return 0
 
 
@@ -217,3 +246,10 @@ def _fleet(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+_TOOLS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "clock": _clock,
+    "generate": _generate,
+    "fleet": _fleet,
+}

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,6 +43,8 @@ from simulators.truth import TruthRecord, TruthWriter
 log = logging.getLogger(__name__)
 
 Action = Callable[[], Awaitable[None]]
+_LATE_WARNING_S = 0.1
+"""Starting this much after a given origin is worth a warning (what was due is played at once)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +73,11 @@ class RunOptions:
     """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
     drain_s: float = 1.0
     """How long serial and DC-09 devices may finish their last exchange after the scenario ends."""
+    origin: float | None = None
+    """Unix wall time (epoch seconds) at which the scenario's t = 0 is played; the runner sets up
+    its transports, waits until then and keeps to that schedule, so another process given the same
+    origin, speed and start (`core.clock.ScaledClock`) shares its simulated clock. If the origin
+    has passed, what was due is played at once to catch up. None: t = 0 is when playing starts."""
 
 
 class ScenarioRunner:
@@ -78,6 +87,8 @@ class ScenarioRunner:
         """Generate the scenario's bytes and prepare its transports."""
         if options.speed <= 0:
             raise ValueError("speed must be positive")
+        if options.origin is not None and not math.isfinite(options.origin):
+            raise ValueError("the origin must be a Unix time in seconds")
         self.scenario = scenario
         self.options = options
         self.generated: Generated = generate(scenario, seed=options.seed, duration=options.duration)
@@ -89,6 +100,8 @@ class ScenarioRunner:
         self.publisher: MqttPublisher | None = None
         self._queues: dict[str, asyncio.Queue[Emission | None]] = {}
         self.ready = asyncio.Event()
+        self.origin: float | None = None
+        """The Unix wall time of t = 0, once playing has begun."""
 
     def link_of(self, device: Device) -> Path:
         """Where the agent opens a serial device."""
@@ -173,7 +186,7 @@ class ScenarioRunner:
                     )
                 self.ready.set()
                 loop = asyncio.get_running_loop()
-                origin = loop.time()
+                origin = self._loop_origin(loop)
                 for t, action in actions:
                     delay = origin + t / self.options.speed - loop.time()
                     if delay > 0:
@@ -190,6 +203,18 @@ class ScenarioRunner:
             await self._teardown()
         self.stats.truth = writer.count if writer else 0
         return self.stats
+
+    def _loop_origin(self, loop: asyncio.AbstractEventLoop) -> float:
+        """The event loop's time of t = 0; records the wall time of t = 0 in `self.origin`."""
+        now_loop, now_wall = loop.time(), time.time()
+        if self.options.origin is None:
+            self.origin = now_wall
+            return now_loop
+        self.origin = self.options.origin
+        late = now_wall - self.options.origin
+        if late > _LATE_WARNING_S:
+            log.warning("the origin passed %.3f s ago: playing what was due at once", late)
+        return now_loop - late
 
     def _schedule(
         self, writer: TruthWriter | None

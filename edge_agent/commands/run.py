@@ -1,4 +1,4 @@
-"""`edge-agent run --config FILE`: run the gateway daemon until SIGTERM."""
+"""`edge-agent run --config FILE [--clock SPEC]`: run the gateway daemon until SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from core.clock import CLOCK_SPEC_EXAMPLE, CLOCK_SPEC_SYNTAX, ScaledClock, parse_clock_spec
 from edge_agent.commands import Subparsers
 from edge_agent.commands.check import validate
 from edge_agent.config import DEFAULT_CONFIG_PATH
@@ -26,7 +27,26 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--drain-timeout", type=float, default=10.0, help="seconds to flush the outbox on SIGTERM"
     )
+    parser.add_argument(
+        "--clock",
+        type=_clock,
+        default=None,
+        metavar="SPEC",
+        help=(
+            f"for simulation and testing only: run on a simulated clock {CLOCK_SPEC_SYNTAX} "
+            f"(e.g. {CLOCK_SPEC_EXAMPLE}): the time START at the Unix time ORIGIN, running SPEED "
+            "times real time, shared with `propsim run --speed SPEED --origin ORIGIN`; rule "
+            "timers, receive times, statistics and alarm times follow it. Default: the system clock"
+        ),
+    )
     parser.set_defaults(handler=run_agent)
+
+
+def _clock(text: str) -> ScaledClock:
+    try:
+        return parse_clock_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def run_agent(args: argparse.Namespace) -> int:
@@ -42,5 +62,5 @@ def run_agent(args: argparse.Namespace) -> int:
         return 2
     from edge_agent.app import Agent  # noqa: PLC0415 - the daemon's imports only when it runs
 
-    agent = Agent(config, args.config, drain_timeout_s=args.drain_timeout)
+    agent = Agent(config, args.config, clock=args.clock, drain_timeout_s=args.drain_timeout)
     return asyncio.run(agent.run())
