@@ -12,15 +12,14 @@ import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from core.metrics import Metric
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import Reading
 from rules.engine import RuleEngine
+from rules.packs import default_pack
 from rules.spec import load_rule_files
 
-PACK = Path(__file__).resolve().parents[1] / "rules" / "packs" / "default.yaml"
 T0 = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 SPACING_S = 0.5
 """Simulated seconds between readings: 100,000 readings cover about 14 h, so windows fill."""
@@ -68,7 +67,9 @@ def build(seed: int = 7) -> tuple[RuleEngine, list[Reading]]:
                 ("d", "s", "c", f"g{i % 20}", f"c{i % 50}", f"b{i % 10}", f"u{i % 200}")
             )
             devices[device_id] = DeviceInfo(device_id, kind, path, expected_interval_s=3600)
-    engine = RuleEngine(load_rule_files([PACK], timezone="Asia/Shanghai"), devices, site="bench")
+    engine = RuleEngine(
+        load_rule_files(default_pack(), timezone="Asia/Shanghai"), devices, site="bench"
+    )
     ids = list(devices)
     readings = []
     for n in range(100_000):

@@ -75,7 +75,9 @@ class ScaledClock:
     At the Unix wall time `origin` (epoch seconds) the clock reads `start`; from then on
     `now() = start + (time.time() - origin) * speed`. Because the anchor is the shared wall clock,
     two processes built with the same `(start, speed, origin)` agree on the simulated time (to
-    within how well their wall clocks agree). Before `origin` the clock reads earlier than `start`.
+    within how well their wall clocks agree). Before `origin` the clock stands still at `start`:
+    simulated time begins at the origin, so a process started early does not count its own
+    start-up as minutes of simulated silence.
     `monotonic()` is `time.monotonic()` scaled by `speed`, 0 at construction.
     """
 
@@ -99,7 +101,8 @@ class ScaledClock:
 
     def now(self) -> datetime:
         """Return the simulated time, tz-aware UTC."""
-        return self._start_utc + timedelta(seconds=(time.time() - self.origin) * self.speed)
+        elapsed = time.time() - self.origin
+        return self._start_utc + timedelta(seconds=elapsed * self.speed if elapsed > 0 else 0.0)
 
     def monotonic(self) -> float:
         """Return simulated seconds since this clock was built (real monotonic time times speed)."""

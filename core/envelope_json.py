@@ -39,8 +39,8 @@ _E = TypeVar("_E", Metric, Quality, AlarmState, Severity, Priority)
 
 
 def reading_to_json(reading: Reading) -> JsonObject:
-    """Return the JSON object of one reading."""
-    return {
+    """Return the JSON object of one reading (`from` only on a reading derived on the gateway)."""
+    obj: JsonObject = {
         "device": reading.device_id,
         "metric": reading.metric.value,
         "value": reading.value,
@@ -48,6 +48,9 @@ def reading_to_json(reading: Reading) -> JsonObject:
         "quality": reading.quality.value,
         "codec": reading.codec_id,
     }
+    if reading.derived_from is not None:
+        obj["from"] = reading.derived_from.value
+    return obj
 
 
 def alarm_event_to_json(event: AlarmEvent) -> JsonObject:
@@ -91,7 +94,7 @@ _COMPACT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 _CACHE_MAX: Final = 4096
 _reading_heads: dict[tuple[str, Metric], str] = {}
-_reading_tails: dict[tuple[Quality, str], str] = {}
+_reading_tails: dict[tuple[Quality, str, Metric | None], str] = {}
 _last_ts: list[tuple[datetime | None, str]] = [(None, "")]
 
 
@@ -117,14 +120,17 @@ def reading_text(reading: Reading) -> str:
             _reading_heads.clear()
         head = f'{{"device":{encode_basestring(reading.device_id)},"metric":"{reading.metric.value}","value":'
         _reading_heads[reading.device_id, reading.metric] = head
-    tail = _reading_tails.get((reading.quality, reading.codec_id))
+    tail_key = (reading.quality, reading.codec_id, reading.derived_from)
+    tail = _reading_tails.get(tail_key)
     if tail is None:
         if len(_reading_tails) >= _CACHE_MAX:
             _reading_tails.clear()
+        origin = f',"from":"{reading.derived_from.value}"' if reading.derived_from else ""
         tail = (
-            f'","quality":"{reading.quality.value}","codec":{encode_basestring(reading.codec_id)}}}'
+            f'","quality":"{reading.quality.value}","codec":'
+            f"{encode_basestring(reading.codec_id)}{origin}}}"
         )
-        _reading_tails[reading.quality, reading.codec_id] = tail
+        _reading_tails[tail_key] = tail
     ts = reading.ts
     last, iso = _last_ts[0]
     if ts is not last:
@@ -208,6 +214,7 @@ def reading_from_json(doc: object, path: str = "reading") -> Reading:
         ts=_time(obj, "ts", path),
         quality=_enum(obj, "quality", path, Quality),
         codec_id=_str(obj, "codec", path),
+        derived_from=_enum(obj, "from", path, Metric) if "from" in obj else None,
     )
 
 

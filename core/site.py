@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from core.derived import Derivation
+from core.metrics import Metric
+
 LEVELS: Final = ("district", "street", "community", "grid", "compound", "building", "unit")
 """The levels of a location path, from the widest to the narrowest."""
 
@@ -71,6 +74,8 @@ class DeviceInfo:
     """What the gateway knows about a bound device, beyond its readings.
 
     `expected_interval_s` is the reporting interval; rules use it for NO_DATA detection.
+    `derive` says how the device's raw metrics become the quantities rules reason about
+    (`core.derived`); the pipeline applies it to every reading of the device.
     """
 
     device_id: str
@@ -79,3 +84,126 @@ class DeviceInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     codec_id: str = ""
     expected_interval_s: float | None = None
+    derive: tuple[Derivation, ...] = ()
+
+
+TYPICAL_METRICS: Final[Mapping[DeviceKind, frozenset[Metric]]] = {
+    DeviceKind.SMOKE: frozenset(
+        {
+            Metric.SMOKE,
+            Metric.SMOKE_PCT,
+            Metric.FIRE_ALARM,
+            Metric.TEMPERATURE_C,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.LOW_BATTERY,
+            Metric.TAMPER,
+            Metric.FAULT,
+            Metric.SELF_TEST,
+            Metric.ONLINE,
+        }
+    ),
+    DeviceKind.PERIMETER: frozenset(
+        {
+            Metric.CONTACT_OPEN,
+            Metric.OCCUPANCY,
+            Metric.INTRUSION,
+            Metric.VIBRATION,
+            Metric.TAMPER,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.LOW_BATTERY,
+            Metric.ONLINE,
+        }
+    ),
+    DeviceKind.MANHOLE: frozenset(
+        {
+            Metric.TILT_DEG,
+            Metric.TILT_X_DEG,
+            Metric.TILT_Y_DEG,
+            Metric.TILT_Z_DEG,
+            Metric.TILT_ALARM,
+            Metric.COVER_MOVED,
+            Metric.DISTANCE_MM,
+            Metric.WATER_LEVEL_MM,
+            Metric.TEMPERATURE_C,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.LOW_BATTERY,
+            Metric.ONLINE,
+        }
+    ),
+    DeviceKind.BIN: frozenset(
+        {
+            Metric.DISTANCE_MM,
+            Metric.FILL_PCT,
+            Metric.FULL,
+            Metric.TEMPERATURE_C,
+            Metric.FIRE_ALARM,
+            Metric.TILT_ALARM,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.LOW_BATTERY,
+            Metric.ONLINE,
+        }
+    ),
+    DeviceKind.LEVEL: frozenset(
+        {
+            Metric.DISTANCE_MM,
+            Metric.WATER_LEVEL_MM,
+            Metric.WATER_LEAK,
+            Metric.TEMPERATURE_C,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.ONLINE,
+        }
+    ),
+    DeviceKind.METER: frozenset(
+        {
+            Metric.WATER_VOLUME_L,
+            Metric.WATER_FLOW_LPH,
+            Metric.WATER_LEAK,
+            Metric.TAMPER,
+            Metric.BATTERY_PCT,
+            Metric.BATTERY_V,
+            Metric.ONLINE,
+        }
+    ),
+}
+"""What a device of each kind typically reports.
+
+The assumption for a device whose codec serves many models (Zigbee2MQTT, a Modbus register table) and whose binding does not list `metrics`.
+Panels and other kinds report whatever their codec can.
+"""
+
+
+def bound_device(device_id: str) -> str:
+    """The bound device a reading belongs to: the id itself, or a panel's for one of its parts.
+
+    Panels report for their detectors and zones as `<panel>/<part>` (`panel-b1/zone-012`,
+    `panel-b1/1-1/00000065`); bound device ids never contain `/`.
+    """
+    return device_id.split("/", 1)[0]
+
+
+def info_of(devices: Mapping[str, DeviceInfo], device_id: str) -> DeviceInfo | None:
+    """What is known of a device: its binding, or for a part of a panel the panel's binding.
+
+    A part takes the panel's kind, place, labels, codec and derived readings, but no reporting
+    interval: a detector behind a panel reports on change, and the panel's silence is the panel's.
+    """
+    info = devices.get(device_id)
+    if info is not None or "/" not in device_id:
+        return info
+    parent = devices.get(bound_device(device_id))
+    if parent is None:
+        return None
+    return DeviceInfo(
+        device_id,
+        parent.kind,
+        parent.location,
+        parent.labels,
+        parent.codec_id,
+        None,
+        parent.derive,
+    )

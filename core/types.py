@@ -51,6 +51,8 @@ class Reading:
     ts: datetime
     quality: Quality = Quality.GOOD
     codec_id: str = ""
+    derived_from: Metric | None = None
+    """The metric this reading was derived from on the gateway (`core.derived`), if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 from core.clock import Clock, ScaledClock, SystemClock, wall_interval
 from core.types import AlarmEvent, AlarmState
 from edge_agent.bindings import Bindings, BindingsHolder
-from edge_agent.config import EdgeConfig, resolve_rule_paths, state_path
+from edge_agent.config import EdgeConfig, load_rules, state_path
 from edge_agent.dead_letter import DeadLetterStore
 from edge_agent.local_actions import LocalActions
 from edge_agent.outbox.base import OutboxLimits
@@ -39,7 +39,7 @@ from edge_agent.uplink_settings import UplinkSettings
 from firmware_adapters.registry import CODECS
 from rules.engine import RuleEngine
 from rules.errors import SnapshotError
-from rules.spec import RuleSet, load_rule_files
+from rules.spec import RuleSet
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -96,7 +96,7 @@ class Agent:
         cfg, pushed_rules, pushed = restore_pushed(store, base, self.config_path, self.clock.now())
         self.config = cfg
         self.bindings.replace(Bindings.build(cfg.devices))
-        ruleset = pushed_rules or load_rule_files(resolve_rule_paths(cfg, self.config_path))
+        ruleset = pushed_rules or load_rules(cfg, self.config_path)
         outbox = await SqliteOutbox.create(
             state_path(cfg, cfg.outbox.path),
             OutboxLimits(max_records=cfg.outbox.max_records, max_bytes=cfg.outbox.max_bytes),
@@ -118,6 +118,7 @@ class Agent:
             batch_size=cfg.pipeline.batch_size,
             linger_s=cfg.pipeline.linger_s,
             snapshot=self._snapshot_text,
+            derivations=self.bindings.current.derivations(),
         )
         pipeline.listeners.append(self._on_alarms)
         self.dead_letters = dead

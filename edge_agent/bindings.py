@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from core.derived import Derivation
 from core.site import DeviceInfo
 from edge_agent.config import DeviceConfig
 
@@ -35,6 +36,14 @@ class Bindings:
     def infos(self) -> dict[str, DeviceInfo]:
         """What the rule engine needs to know about every bound device."""
         return {device_id: device.info() for device_id, device in self.devices.items()}
+
+    def derivations(self) -> dict[str, tuple[Derivation, ...]]:
+        """The derived readings of every bound device that declares some (for the pipeline)."""
+        return {
+            device_id: derived
+            for device_id, device in self.devices.items()
+            if (derived := device.derivations())
+        }
 
 
 class BindingsHolder:

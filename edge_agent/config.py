@@ -14,10 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.derived import Derivation, DerivationError, parse_derivations
+from core.metrics import Metric
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import Severity
 from edge_agent.config_errors import ConfigError, ConfigIssue
 from edge_agent.yaml_lines import LocatedDocument, YamlSyntaxError, load_located
+from rules import packs
+from rules.spec import RuleSet, load_rule_files
 
 DEFAULT_CONFIG_PATH = Path("/etc/steward/edge.yaml")
 """Where `edge-agent` looks for its configuration unless told otherwise."""
@@ -155,6 +159,13 @@ class DeviceConfig(_Model):
     account: str | None = None
     """The DC-09 / Contact ID account number that identifies this panel."""
     modbus: ModbusBinding | None = None
+    metrics: tuple[Metric, ...] | None = None
+    """What this device reports, for a codec that serves many models (Zigbee2MQTT, a Modbus table);
+    only the coverage check reads it. Default: the codec's metrics (typical ones of the kind for
+    such a codec)."""
+    derive: dict[str, object] = Field(default_factory=dict)
+    """How raw metrics become what rules reason about (`core.derived`), e.g.
+    `{fill_pct: {from: distance_mm, empty_mm: 1350, full_mm: 150}}`; checked with file:line."""
 
     @field_validator("location")
     @classmethod
@@ -171,7 +182,12 @@ class DeviceConfig(_Model):
             labels=dict(self.labels),
             codec_id=self.codec,
             expected_interval_s=self.expected_interval_s,
+            derive=self.derivations(),
         )
+
+    def derivations(self) -> tuple[Derivation, ...]:
+        """The parsed `derive` mapping (raises `DerivationError` if it was never checked)."""
+        return parse_derivations(self.derive)
 
 
 class UplinkConfig(_Model):
@@ -229,7 +245,17 @@ class EdgeConfig(_Model):
     sources: SourcesConfig = SourcesConfig()
     devices: tuple[DeviceConfig, ...] = ()
     rules: tuple[str, ...] = ()
-    """Rule files; relative paths are resolved against the config file's directory."""
+    """Rule files: `pack:NAME` (a shipped pack: fire, manhole, bin, perimeter, water, health, or
+    `pack:default` for all) or paths, relative ones resolved against the config file's directory."""
+
+    @field_validator("rules")
+    @classmethod
+    def _packs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if entry.startswith(packs.PREFIX):
+                packs.resolve(entry, Path())  # raises ValueError naming the shipped packs
+        return value
+
     uplink: UplinkConfig = UplinkConfig()
     outbox: OutboxConfig = OutboxConfig()
     pipeline: PipelineConfig = PipelineConfig()
@@ -316,6 +342,7 @@ def _cross_issues(config: EdgeConfig, doc: LocatedDocument, filename: str) -> It
         return ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
 
     yield from _codec_issues(config, issue)
+    yield from _derive_issues(config, issue)
     yield from _binding_issues(config, issue)
     yield from _unique_devices(config, issue)
     yield from _unique_sources(config, issue)
@@ -338,6 +365,33 @@ def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
             yield issue(loc, f"unknown codec {codec_id!r}; known: {known}")
         elif loc[:2] == ("sources", "serial") and CODECS[codec_id].framer is None:
             yield issue(loc, f"codec {codec_id!r} has no stream framer")
+
+
+def _derive_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+    """Every problem of every `derive` mapping, and sources the device's codec never emits."""
+    from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
+
+    for index, device in enumerate(config.devices):
+        where: tuple[str | int, ...] = ("devices", index, "derive")
+        codec = CODECS.get(device.codec)
+        for target, spec in device.derive.items():  # one at a time: every problem is reported
+            try:
+                derivations = parse_derivations({target: spec})
+            except DerivationError as err:
+                for path, message in err.problems:
+                    yield issue((*where, *path), message)
+                continue
+            for d in derivations:
+                missing = [
+                    m.value for m in d.sources if codec is not None and m not in codec.metrics
+                ]
+                if codec is not None and missing:
+                    emitted = ", ".join(sorted(m.value for m in codec.metrics))
+                    yield issue(
+                        (*where, target, "from"),
+                        f"codec {device.codec} never reports {', '.join(missing)} "
+                        f"(it reports {emitted})",
+                    )
 
 
 def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
@@ -395,9 +449,23 @@ def _unique_sources(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue
 
 
 def resolve_rule_paths(config: EdgeConfig, config_path: Path) -> tuple[Path, ...]:
-    """Return the rule files of `config`, relative ones taken from the config file's directory."""
+    """Return the rule files of `config`.
+
+    `pack:NAME` entries are the shipped packs; relative paths are taken from the config's directory.
+    """
     base = config_path.parent
-    return tuple(p if (p := Path(raw)).is_absolute() else base / p for raw in config.rules)
+    return tuple(path for raw in config.rules for path in packs.resolve(raw, base))
+
+
+def load_rules(config: EdgeConfig, config_path: Path) -> RuleSet:
+    """Load the rule files of `config`; schedules without a zone of their own run in the site's.
+
+    Raises:
+        RuleFileError: with every problem of every file, each as file:line.
+    """
+    return load_rule_files(
+        resolve_rule_paths(config, config_path), timezone=config.gateway.timezone
+    )
 
 
 def state_path(config: EdgeConfig, name: str) -> Path:

@@ -7,7 +7,9 @@ that is done once those frames are stored, for sources that acknowledge their in
 `offer(frame)` is the non-waiting variant; a full queue then drops and counts.
 
 One worker takes frames in small batches (lingering a few milliseconds to fill one), decodes each with its codec (pure), judges quality against
-the metric catalog, lets the rule engine observe every reading, and writes the batch's readings and
+the metric catalog, adds the readings that device bindings derive from them (`core.derived`: a bin's
+fill from its distance, a fence contact as an intrusion; this is the one place that happens), lets the
+rule engine observe every reading, and writes the batch's readings and
 alarm events to the outbox in one transaction. Frames that fail to decode go to the dead-letter table
 with their raw bytes, and are counted by codec and reason; nothing stops the pipeline.
 """
@@ -23,7 +25,9 @@ from datetime import datetime
 from typing import Protocol
 
 from core.clock import Clock
+from core.derived import Derivation, FlagMemory, derive
 from core.metrics import Metric, Quality, quality_of
+from core.site import bound_device
 from core.types import AlarmEvent, RawFrame, Reading
 from edge_agent.dead_letter import DeadLetter, DeadLetterStore
 from edge_agent.frame_queue import FrameQueue
@@ -76,6 +80,7 @@ class Pipeline:
         linger_s: float = 0.005,
         busy_batch_size: int = 4000,
         snapshot: Callable[[], str] | None = None,
+        derivations: Mapping[str, tuple[Derivation, ...]] | None = None,
     ) -> None:
         """Wire the pipeline; nothing runs until `run()` is awaited.
 
@@ -84,6 +89,7 @@ class Pipeline:
         outbox transaction, so the number of disk flushes per second stays flat as load grows.
         `snapshot` returns the rule engine's state as text: it is stored in the transaction of
         every batch of alarm events (they carry its sequence numbers) and by `save_state`.
+        `derivations` maps device ids to their derived readings (`set_derivations` replaces it).
         """
         self.gateway_id = gateway_id
         self.codecs = codecs
@@ -100,6 +106,13 @@ class Pipeline:
         self._lock = asyncio.Lock()
         self._snapshot = snapshot
         self._saved_state: str | None = None
+        self._derivations: Mapping[str, tuple[Derivation, ...]] = {}
+        self._flag_memory: FlagMemory = {}
+        self.set_derivations(derivations or {})
+
+    def set_derivations(self, derivations: Mapping[str, tuple[Derivation, ...]]) -> None:
+        """Replace the per-device derivations (device bindings changed)."""
+        self._derivations = {device: d for device, d in derivations.items() if d}
 
     async def submit(self, frame: RawFrame) -> None:
         """Queue a frame, waiting while the queue is full (backpressure)."""
@@ -282,7 +295,16 @@ class Pipeline:
             _LOG.exception("codec %s raised on a frame from %s", frame.codec_id, frame.source_id)
             self._dead(frame, CODEC_CRASH, f"{type(err).__name__}: {err}", letters)
             return []
-        return [_judged(reading) for reading in result.readings]
+        readings = [_judged(reading) for reading in result.readings]
+        if not self._derivations:
+            return readings
+        out: list[Reading] = []
+        for reading in readings:
+            out.append(reading)
+            plan = self._derivations.get(bound_device(reading.device_id))
+            if plan is not None:
+                out.extend(_judged(each) for each in derive(reading, plan, self._flag_memory))
+        return out
 
     def _dead(self, frame: RawFrame, reason: str, detail: str, letters: list[DeadLetter]) -> None:
         self.stats.count_decode_error(frame.codec_id, reason)

@@ -30,13 +30,13 @@ import yaml
 
 from core.clock import Clock
 from edge_agent.bindings import Bindings, BindingsHolder
-from edge_agent.config import EdgeConfig, parse_config, resolve_rule_paths
+from edge_agent.config import EdgeConfig, load_rules, parse_config
 from edge_agent.config_errors import ConfigError
 from edge_agent.pipeline import Pipeline
 from edge_agent.pushed_config import PushedConfigStore, PushedPayload
 from rules.engine import RuleEngine
 from rules.errors import RuleFileError
-from rules.spec import RuleSet, load_rule_files, parse_rules
+from rules.spec import RuleSet, parse_rules
 
 _LOG = logging.getLogger(__name__)
 _FIXED_SECTIONS: Final = ("gateway", "state_dir", "uplink")
@@ -82,7 +82,9 @@ def plan_payload(payload: bytes, running: EdgeConfig, config_path: Path) -> Plan
         plan.errors.append(f"payload: unknown keys {unknown}")
     if "rules" in doc:
         try:
-            plan.rules = parse_rules(_text(doc["rules"]), PUSHED_RULES_NAME)
+            plan.rules = parse_rules(
+                _text(doc["rules"]), PUSHED_RULES_NAME, timezone=running.gateway.timezone
+            )
         except RuleFileError as err:
             plan.errors.extend(err.errors)
     if "config" in doc:
@@ -104,7 +106,7 @@ def _plan_config(raw: object, running: EdgeConfig, config_path: Path, plan: Plan
     plan.config = new
     if new.rules != running.rules and plan.rules is None:
         try:
-            plan.rules = load_rule_files(resolve_rule_paths(new, config_path))
+            plan.rules = load_rules(new, config_path)
         except RuleFileError as err:
             plan.errors.extend(err.errors)
 
@@ -175,6 +177,7 @@ class RemoteConfigHandler:
                 bindings = Bindings.build(plan.config.devices)
                 self.bindings.replace(bindings)
                 self.engine.set_devices(bindings.infos())
+                self.pipeline.set_derivations(bindings.derivations())
                 applied.append("devices")
             self.config = plan.config
             applied += await self.reconfigure(old, plan.config)
@@ -203,7 +206,7 @@ class RemoteConfigHandler:
             return {"accepted": True, "changed": False, "digest": digest, "note": "empty payload"}
         plan = Plan(config=self.base_config)
         try:
-            plan.rules = load_rule_files(resolve_rule_paths(self.base_config, self.config_path))
+            plan.rules = load_rules(self.base_config, self.config_path)
         except RuleFileError as err:
             self.rejected += 1
             return {"accepted": False, "digest": digest, "errors": err.errors}

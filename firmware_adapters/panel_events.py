@@ -7,7 +7,8 @@ Q is 1 new event / opening, 3 restore / closing, 6 condition still present.
 Canonical metrics of event codes (value True for Q 1 and 6, False for Q 3): fire 110-118 ->
 `fire_alarm` (111 also `smoke`); burglary 130-136, 138, 139 -> `intrusion`; 137, 144, 145 ->
 `tamper`; 154 -> `water_leak`; 301 -> `power_fault`; 302, 309, 311, 384 -> `low_battery`;
-143, 147, 300, 373, 380, 381, 389 -> `fault`. Other codes decode to attributes only.
+143, 147, 300, 373, 380, 381, 389 -> `fault`; 602 (periodic test) -> `online` of the panel. Other
+codes decode to attributes only.
 
 Sub-devices: `<frame device>/zone-<CCC>` for zone events, `<frame device>/user-<CCC>` for
 open/close (4xx) events, the frame device itself when CCC is 000.
@@ -41,6 +42,8 @@ EVENT_METRICS: Final[dict[str, tuple[Metric, ...]]] = {
     "301": (Metric.POWER_FAULT,),
     **dict.fromkeys(("302", "309", "311", "384"), (Metric.LOW_BATTERY,)),
     **dict.fromkeys(("143", "147", "300", "373", "380", "381", "389"), (Metric.FAULT,)),
+    # A periodic test report says the panel and its line work: the panel is online.
+    "602": (Metric.ONLINE,),
 }
 CONTACT_ID_METRICS: Final[frozenset[Metric]] = frozenset(
     {
@@ -52,6 +55,7 @@ CONTACT_ID_METRICS: Final[frozenset[Metric]] = frozenset(
         Metric.POWER_FAULT,
         Metric.LOW_BATTERY,
         Metric.FAULT,
+        Metric.ONLINE,
     }
 )
 """Every metric of `EVENT_METRICS`: what `event_readings` can emit."""

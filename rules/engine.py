@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from core.metrics import Metric, Quality
-from core.site import DeviceInfo, SitePath
+from core.site import DeviceInfo, SitePath, info_of
 from core.types import AlarmEvent, AlarmState, Reading
 from rules.compiled import CompiledRule
 from rules.errors import SnapshotError
@@ -67,6 +67,7 @@ class RuleEngine:
         self._by_metric: dict[Metric, tuple[CompiledRule, ...]] = {}
         self._no_data_rules: tuple[CompiledRule, ...] = ()
         self._devices: Mapping[str, DeviceInfo] = devices
+        self._parts: dict[str, DeviceInfo] = {}
         self._plans: dict[str, dict[Metric, _Plan]] = {}
         self._windows: dict[str, dict[Metric, SampleWindow]] = {}
         self._instances: dict[tuple[str, str], Instance] = {}
@@ -76,6 +77,8 @@ class RuleEngine:
         self._seq: dict[str, int] = {}
         self._silences: dict[str, Silence] = {}
         self._started: float | None = None
+        self._rank: dict[str, int] = {}
+        self._ranked = False
         self._compile(rules)
 
     # -- configuration -------------------------------------------------------------------------
@@ -83,8 +86,10 @@ class RuleEngine:
     def _compile(self, rules: RuleSet) -> None:
         self._ruleset = rules
         self._rules = {loaded.rule.id: CompiledRule(loaded) for loaded in rules.rules}
+        self._rank = _inhibition_ranks(self._rules)
+        self._ranked = any(self._rank.values())
         by_metric: dict[Metric, list[CompiledRule]] = {}
-        for rule in self._rules.values():
+        for rule in sorted(self._rules.values(), key=lambda r: self._rank[r.id]):
             if rule.metric is not None and rule.type != "no_data":
                 by_metric.setdefault(rule.metric, []).append(rule)
         self._by_metric = {metric: tuple(group) for metric, group in by_metric.items()}
@@ -94,6 +99,7 @@ class RuleEngine:
     def set_devices(self, devices: Mapping[str, DeviceInfo]) -> None:
         """Replace what the engine knows of devices; alarm state is kept."""
         self._devices = devices
+        self._parts.clear()
         self._plans.clear()
 
     def replace_rules(self, rules: RuleSet, now: datetime) -> list[AlarmEvent]:
@@ -166,8 +172,18 @@ class RuleEngine:
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _plan(self, device_id: str, metric: Metric) -> _Plan:
+    def _info(self, device_id: str) -> DeviceInfo | None:
         info = self._devices.get(device_id)
+        if info is None and "/" in device_id:  # a part of a panel: known through the panel
+            info = self._parts.get(device_id)
+            if info is None:
+                info = info_of(self._devices, device_id)
+                if info is not None:
+                    self._parts[device_id] = info
+        return info
+
+    def _plan(self, device_id: str, metric: Metric) -> _Plan:
+        info = self._info(device_id)
         entries: list[tuple[CompiledRule, str | None]] = []
         horizon = 0.0
         for rule in self._by_metric.get(metric, ()):
@@ -185,14 +201,13 @@ class RuleEngine:
         return (tuple(entries), horizon) if entries else _EMPTY_PLAN
 
     def _location(self, subject: str) -> str:
-        info = self._devices.get(subject)
+        info = self._info(subject)
         return str(info.location) if info is not None else ""
 
     def observe(self, reading: Reading, now: datetime) -> list[AlarmEvent]:  # noqa: C901, PLR0912 - the hot path stays inline
         """Evaluate one reading at `now`; return the events it causes."""
         t = now.timestamp()
         device_id = reading.device_id
-        self._last_seen[device_id] = t
         self.counters["readings"] += 1
         out: list[AlarmEvent] = []
         plans = self._plans.get(device_id)
@@ -202,7 +217,7 @@ class RuleEngine:
         plan = plans.get(metric)
         if plan is None:
             plan = plans[metric] = self._plan(device_id, metric)
-        self._wake_no_data(device_id, t, out)
+        self._heard(device_id, t, out)
         entries, horizon = plan
         if not entries:
             return out
@@ -328,6 +343,16 @@ class RuleEngine:
         if emit is not None:
             out.append(self._emit(inst, rule, emit, t))
 
+    def _heard(self, device_id: str, t: float, out: list[AlarmEvent]) -> None:
+        """A device reported: it is not silent; a part of a panel speaks for the panel too."""
+        self._last_seen[device_id] = t
+        self._wake_no_data(device_id, t, out)
+        slash = device_id.find("/")
+        if slash > 0:
+            panel = device_id[:slash]
+            self._last_seen[panel] = t
+            self._wake_no_data(panel, t, out)
+
     def _wake_no_data(self, device_id: str, t: float, out: list[AlarmEvent]) -> None:
         for rule in self._no_data_rules:
             inst = self._instances.get((rule.id, device_id))
@@ -342,7 +367,13 @@ class RuleEngine:
         if self._started is None:
             self._started = t
         out: list[AlarmEvent] = []
-        for key, inst in list(self._instances.items()):
+        items = list(self._instances.items())
+        if self._ranked:
+            # Inhibiting rules first: a lift and a tilt of one cover that both fire in this tick
+            # are one alarm, the tilt flagged inhibited, whichever was seen first.
+            rank = self._rank
+            items.sort(key=lambda item: rank.get(item[0][0], 0))
+        for key, inst in items:
             rule = self._rules.get(inst.rule_id)
             if rule is None:
                 del self._instances[key]
@@ -411,7 +442,7 @@ class RuleEngine:
             out.append(self._emit(inst, rule, shown, t))
 
     def _silent(self, device_id: str, rule: CompiledRule, t: float) -> bool:
-        info = self._devices.get(device_id)
+        info = self._info(device_id)
         if info is None or not info.expected_interval_s:
             return False
         last = self._last_seen.get(device_id, self._started if self._started is not None else t)
@@ -441,7 +472,7 @@ class RuleEngine:
 
     def _suppressed(self, inst: Instance, rule: CompiledRule, t: float) -> tuple[str, ...]:
         flags: list[str] = []
-        info = self._devices.get(inst.subject)
+        info = self._info(inst.subject)
         location = (
             info.location
             if info is not None
@@ -586,3 +617,25 @@ class RuleEngine:
         except (KeyError, TypeError, ValueError) as err:
             raise SnapshotError(f"bad snapshot: {err}") from err
         return engine
+
+
+def _inhibition_ranks(rules: Mapping[str, CompiledRule]) -> dict[str, int]:
+    """Per rule, how many inhibiting rules stand above it (0 for a rule nothing inhibits).
+
+    Evaluating rules in this order makes an inhibiting alarm active before the alarms it
+    inhibits are judged, when both change at the same instant. A cycle is cut where it closes.
+    """
+    ranks: dict[str, int] = {}
+
+    def rank(rule_id: str, path: frozenset[str]) -> int:
+        if rule_id in ranks:
+            return ranks[rule_id]
+        rule = rules.get(rule_id)
+        parents = [p for p in (rule.inhibited_by if rule else ()) if p in rules and p not in path]
+        value = 1 + max((rank(p, path | {rule_id}) for p in parents), default=-1)
+        ranks[rule_id] = value
+        return value
+
+    for rule_id in rules:
+        rank(rule_id, frozenset())
+    return ranks

@@ -239,6 +239,22 @@ class MaintenanceWindow(_Strict):
         return self
 
 
+class NotAlarmed(_Strict):
+    """Metrics a pack deliberately raises no alarm on (for devices of `kinds`, or any), and why.
+
+    `edge-agent check` warns about every metric a device reports that no rule watches; an entry here
+    says the pack's authors looked at that metric and decided it is telemetry, not an incident.
+    """
+
+    metrics: tuple[Metric, ...] = Field(min_length=1)
+    kinds: tuple[DeviceKind, ...] = ()
+    reason: str = Field(min_length=1)
+
+    def covers(self, metric: Metric, kind: DeviceKind) -> bool:
+        """Whether this entry says `metric` of a device of `kind` is not alarmed on."""
+        return metric in self.metrics and (not self.kinds or kind in self.kinds)
+
+
 class RuleFile(_Strict):
     """The top level of one rule file."""
 
@@ -246,6 +262,7 @@ class RuleFile(_Strict):
     """The zone of schedules in this file; without it, the site's zone given to the loader."""
     rules: tuple[Rule, ...] = ()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    not_alarmed: tuple[NotAlarmed, ...] = ()
 
 
 def _site_zone(name: str) -> str:
@@ -280,6 +297,7 @@ class RuleSet:
     rules: tuple[LoadedRule, ...] = ()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     sources: tuple[str, ...] = ()
+    not_alarmed: tuple[NotAlarmed, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
         """Return a rule by id; raises `KeyError` if there is none."""
@@ -326,6 +344,7 @@ def _collect(files: Iterable[tuple[str, str]], timezone: str) -> RuleSet:
     errors: list[str] = []
     loaded: list[LoadedRule] = []
     windows: list[MaintenanceWindow] = []
+    not_alarmed: list[NotAlarmed] = []
     sources: list[str] = []
     seen: dict[str, str] = {}
     for filename, text in files:
@@ -347,6 +366,7 @@ def _collect(files: Iterable[tuple[str, str]], timezone: str) -> RuleSet:
                 LoadedRule(rule, rule.timezone or parsed.timezone or timezone, filename, line)
             )
         windows.extend(parsed.maintenance_windows)
+        not_alarmed.extend(parsed.not_alarmed)
     for item in loaded:
         errors.extend(
             f"{item.source}:{item.line}: rules.{item.rule.id}: inhibited_by names unknown rule {name!r}"
@@ -355,7 +375,7 @@ def _collect(files: Iterable[tuple[str, str]], timezone: str) -> RuleSet:
         )
     if errors:
         raise RuleFileError(errors)
-    return RuleSet(tuple(loaded), tuple(windows), tuple(sources))
+    return RuleSet(tuple(loaded), tuple(windows), tuple(sources), tuple(not_alarmed))
 
 
 def parse_rules(text: str, filename: str = "<rules>", *, timezone: str = "UTC") -> RuleSet:

@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
+from core.derived import Derivation, DerivationError, FlagMemory, derive, parse_derivations
 from core.metrics import CATALOG, Metric, MetricKind, quality_of
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import AlarmEvent, AlarmState, Reading, Severity
@@ -32,13 +33,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
+def _derivations(raw: object) -> tuple[Derivation, ...]:
+    if isinstance(raw, tuple) and all(isinstance(d, Derivation) for d in raw):
+        return raw  # already parsed (a model built in code)
+    try:
+        return parse_derivations(raw)
+    except DerivationError as err:
+        raise ValueError(str(err)) from None
+
+
 class TestDevice(_Strict):
-    """A device as the test's engine knows it."""
+    """A device as the test's engine knows it; `derive` as in a gateway's device binding."""
 
     kind: DeviceKind
     location: SitePathField = SitePath()
     labels: dict[str, str] = Field(default_factory=dict)
     expected_interval: Duration | None = None
+    derive: Annotated[tuple[Derivation, ...], PlainValidator(_derivations)] = ()
 
 
 class Series(_Strict):
@@ -152,6 +163,7 @@ def _run(test: RuleTest, spec: RuleTestFile, engine: RuleEngine) -> list[tuple[f
     last_expected = max((e.at for e in test.expected_events), default=0.0)
     duration = test.duration if test.duration is not None else max(last_input, last_expected) + tick
     events: list[tuple[float, AlarmEvent]] = []
+    memory: FlagMemory = {}
     index = 0
     steps = int(duration // tick) + 1
     for step in range(steps):
@@ -159,7 +171,10 @@ def _run(test: RuleTest, spec: RuleTestFile, engine: RuleEngine) -> list[tuple[f
         while index < len(feed) and feed[index][0] <= now_offset:
             offset, reading = feed[index]
             when = start + timedelta(seconds=offset)
-            events.extend((offset, e) for e in engine.observe(reading, when))
+            device = spec.devices.get(reading.device_id)
+            derived = derive(reading, device.derive, memory) if device is not None else []
+            for each in (reading, *derived):  # as the gateway's pipeline does
+                events.extend((offset, e) for e in engine.observe(each, when))
             index += 1
         when = start + timedelta(seconds=now_offset)
         events.extend((now_offset, e) for e in engine.tick(when))
@@ -252,7 +267,12 @@ def run_test_file(path: str | Path) -> list[TestOutcome]:
     rules = load_rule_files([base / name for name in spec.rule_files], timezone=spec.timezone)
     devices = {
         device_id: DeviceInfo(
-            device_id, d.kind, d.location, d.labels, expected_interval_s=d.expected_interval
+            device_id,
+            d.kind,
+            d.location,
+            d.labels,
+            expected_interval_s=d.expected_interval,
+            derive=d.derive,
         )
         for device_id, d in spec.devices.items()
     }

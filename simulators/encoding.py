@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 LORAWAN_FPORT = {"milesight": 85, "dragino": 2, "dingtek": 3}
 """Uplink fPort by vendor (DEVICE_PROTOCOLS.md §2)."""
+MODEL_FPORT = {"lorawan.dragino.lds02": 10}
+"""Models whose uplink port differs from their vendor's usual one."""
 
 CONTACT_ID_EVENTS: tuple[tuple[str, int], ...] = (
     ("fire_alarm", 110),
@@ -39,6 +41,8 @@ CONTACT_ID_EVENTS: tuple[tuple[str, int], ...] = (
     ("low_battery", 302),
 )
 """Contact ID event code a panel reports when a canonical flag rises (qualifier 1) or falls (3)."""
+PERIODIC_TEST = 602
+"""The event a panel sends at its reporting interval when nothing changed (zone 000)."""
 
 
 def stable_hex(text: str, length: int) -> str:
@@ -101,7 +105,8 @@ class DeviceEncoder:
         dev_eui = str(d.address.get("dev_eui", stable_hex(d.id, 16)))
         app_id = str(d.address.get("application_id", uuid.UUID(stable_hex(self.scenario.name, 32))))
         vendor = d.codec.split(".")[1]
-        fport = int(d.address.get("fport", LORAWAN_FPORT.get(vendor, 1)))
+        default_port = MODEL_FPORT.get(d.codec, LORAWAN_FPORT.get(vendor, 1))
+        fport = int(d.address.get("fport", default_port))
         payload = self.codec.encode(encoder_values(d.codec, sample.values))
         fcnt = self.counter
         self.counter += 1
@@ -161,6 +166,7 @@ class DeviceEncoder:
         }
 
     def _contact_id_values(self, sample: Sample) -> list[dict[str, object]]:
+        """The events of a report: each flag that changed, or else the panel's periodic test."""
         out: list[dict[str, object]] = []
         for flag, code in CONTACT_ID_EVENTS:
             if flag not in sample.values:
@@ -170,20 +176,26 @@ class DeviceEncoder:
             self._flags[flag] = now
             if now == before:
                 continue
-            out.append(
-                {
-                    "account": str(self.device.address.get("account", "1234")),
-                    "qualifier": 1 if now else 3,
-                    "event_code": code,
-                    "partition": int(self.device.address.get("partition", 1)),
-                    "zone": int(self.device.address.get("zone", 1)),
-                    "sent_at": self.at(sample.clock),
-                    "at": self.at(sample.clock),
-                    "id": "ADM-CID",
-                    "sequence": self._next_sequence(),
-                }
-            )
+            zone = int(self.device.address.get("zone", 1))
+            out.append(self._contact_id_event(sample, code, 1 if now else 3, zone))
+        if not out:  # nothing happened since the last report: the panel proves it is alive
+            out.append(self._contact_id_event(sample, PERIODIC_TEST, 1, 0))
         return out
+
+    def _contact_id_event(
+        self, sample: Sample, code: int, qualifier: int, zone: int
+    ) -> dict[str, object]:
+        return {
+            "account": str(self.device.address.get("account", "1234")),
+            "qualifier": qualifier,
+            "event_code": code,
+            "partition": int(self.device.address.get("partition", 1)),
+            "zone": zone,
+            "sent_at": self.at(sample.clock),
+            "at": self.at(sample.clock),
+            "id": "ADM-CID",
+            "sequence": self._next_sequence(),
+        }
 
     def _next_sequence(self) -> int:
         self.counter = (self.counter % 9999) + 1

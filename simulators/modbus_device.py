@@ -14,7 +14,7 @@ import contextlib
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Self
 
 from pymodbus import FramerType
@@ -29,15 +29,24 @@ REGISTER_SPACE = 0x400
 """Registers each simulated slave answers for (0 .. REGISTER_SPACE-1)."""
 
 
-def table_start(codec: Codec) -> tuple[int, int]:
-    """`(first register, default slave)` of a table-based Modbus codec."""
-    # The codec id mirrors its module path (see firmware_adapters/registry.py).
+def _table_module(codec: Codec) -> ModuleType:
+    """The module of a table-based Modbus codec (its id mirrors its module path)."""
     transport, vendor, model = codec.id.split(".")
     module = importlib.import_module(f"firmware_adapters.codecs.{transport}.{vendor}_{model}")
-    table = getattr(module, "TABLE", None)
-    if table is None:
+    if getattr(module, "TABLE", None) is None:
         raise ValueError(f"{codec.id} has no register table to simulate")
-    return int(table.first), int(getattr(module, "DEFAULT_SLAVE", 1))
+    return module
+
+
+def table_start(codec: Codec) -> tuple[int, int]:
+    """`(first register, default slave)` of a table-based Modbus codec."""
+    module = _table_module(codec)
+    return int(module.TABLE.first), int(getattr(module, "DEFAULT_SLAVE", 1))
+
+
+def table_size(codec: Codec) -> int:
+    """How many registers one block read of a table-based Modbus codec's table covers."""
+    return int(_table_module(codec).TABLE.count)
 
 
 def registers_of_response(adu: bytes) -> list[int]:

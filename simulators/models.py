@@ -86,8 +86,8 @@ class BinFill:
         extra = self.overflow_pct_per_h / 3600 if "overflow" in active else 0.0
         self._fill = min(100.0, self._fill + (self._rate_per_s(hour) + extra) * dt)
         self._fill = max(0.0, self._fill + float(self.rng.normal(0, 0.1)))
-        if before < self.full_pct <= self._fill:
-            self.spontaneous.append((t, "bin_full"))
+        if before < self.full_pct <= self._fill and "overflow" not in active:
+            self.spontaneous.append((t, "bin_full"))  # (during an overflow, it is that incident)
         self._last_t, self._last_hour = t, hour
         fill = round(self._fill, 1)
         return {

@@ -43,6 +43,8 @@ from simulators.truth import TruthRecord, TruthWriter
 log = logging.getLogger(__name__)
 
 Action = Callable[[], Awaitable[None]]
+MIN_CONFIRM_WAIT_S = 0.25
+"""The shortest real time a transmitter waits for a confirm, however fast the scenario plays."""
 _LATE_WARNING_S = 0.1
 """Starting this much after a given origin is worth a warning (what was due is played at once)."""
 
@@ -68,6 +70,9 @@ class RunOptions:
     broker_url: str | None = None
     serial_dir: Path = Path("/tmp/steward-sim")  # noqa: S108 - the documented default place for links
     gbt_timeout_s: float = 10.0
+    """How long a GB/T 26875.3 transmitter waits for each confirm, in simulated seconds (a real
+    transmitter's timer runs on its own clock): at `speed` it waits `gbt_timeout_s / speed` real
+    seconds, never less than `MIN_CONFIRM_WAIT_S` (the receiver commits a frame before confirming)."""
     duration: float | None = None
     receiver: str | None = None
     """`host:port` of the SIA DC-09 receiver for `ip` devices without `address.receiver`."""
@@ -103,6 +108,9 @@ class ScenarioRunner:
         self.origin: float | None = None
         """The Unix wall time of t = 0, once playing has begun."""
 
+    def _confirm_wait_s(self) -> float:
+        return max(self.options.gbt_timeout_s / self.options.speed, MIN_CONFIRM_WAIT_S)
+
     def link_of(self, device: Device) -> Path:
         """Where the agent opens a serial device."""
         link = device.address.get("link")
@@ -117,7 +125,7 @@ class ScenarioRunner:
                 port = PtyPort(self.link_of(d)).plug()
                 self.ports[d.id] = port
                 self.serial[d.id] = (
-                    Gbt26875Transmitter(port, timeout_s=self.options.gbt_timeout_s)
+                    Gbt26875Transmitter(port, timeout_s=self._confirm_wait_s())
                     if d.codec.startswith("serial.gbt26875")
                     else LineDevice(port)
                 )

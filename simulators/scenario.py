@@ -121,6 +121,9 @@ class TimelineEntry(_Strict):
     device: str | None = None
     devices: list[str] = Field(default_factory=list)
     params: dict[str, float | int | str] = Field(default_factory=dict)
+    detect_within: Duration | None = None
+    """How soon after `at` an agent should raise the incident's alarm (default: the device's
+    reporting interval); for incidents that take time to become visible, such as a slow flood."""
 
     @model_validator(mode="after")
     def _check_kind(self) -> Self:

@@ -8,6 +8,7 @@ devices do on an alarm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import numpy as np
 from core.types import RawFrame
 from simulators.emission import Emission, Sample
 from simulators.encoding import DeviceEncoder
-from simulators.faults import Fault, apply_byte_faults, apply_value_faults
+from simulators.faults import Fault, Unplug, apply_byte_faults, apply_value_faults
 from simulators.models import make_model
 from simulators.scenario import Device, Scenario, build_fault
 from simulators.truth import TruthRecord
@@ -90,16 +91,25 @@ def generate(
         samples, spontaneous = sample_device(scenario, index, device, seed, duration)
         out.samples.extend(samples)
         out.truth.extend(
-            _truth(scenario, device, t, name, None, "model") for t, name in spontaneous
+            _truth(scenario, device, t, name, None, "model", None) for t, name in spontaneous
         )
     for entry in scenario.timeline:
         if entry.incident is not None and entry.device is not None and entry.at < duration:
             device = scenario.device(entry.device)
             out.truth.append(
-                _truth(scenario, device, entry.at, entry.incident, entry.duration, "timeline")
+                _truth(
+                    scenario,
+                    device,
+                    entry.at,
+                    entry.incident,
+                    entry.duration,
+                    "timeline",
+                    entry.detect_within,
+                )
             )
-    out.truth.sort(key=lambda r: (r.t_s, r.device))
     faults = scenario_faults(scenario)
+    out.truth.extend(_link_losses(scenario, faults, duration))
+    out.truth.sort(key=lambda r: (r.t_s, r.device))
     out.samples.sort(key=lambda s: (s.t, s.device_id))
     faulty = apply_value_faults(out.samples, faults, seed)
     encoders = {
@@ -111,6 +121,23 @@ def generate(
     return out
 
 
+def _link_losses(scenario: Scenario, faults: list[Fault], duration: float) -> list[TruthRecord]:
+    """An unplugged wired device is an incident the gateway can see: its link is lost."""
+    wired = [d for d in scenario.devices if d.transport in {"serial", "modbus"}]
+    return [
+        _truth(scenario, d, f.scope.start, "link_lost", _length(f), "fault", None)
+        for f in faults
+        if isinstance(f, Unplug) and f.scope.start < duration
+        for d in wired
+        if not f.scope.devices or d.id in f.scope.devices
+    ]
+
+
+def _length(fault: Fault) -> float | None:
+    length = fault.scope.end - fault.scope.start
+    return None if math.isinf(length) else length
+
+
 def _truth(  # noqa: PLR0917 - a private record builder
     scenario: Scenario,
     device: Device,
@@ -118,6 +145,7 @@ def _truth(  # noqa: PLR0917 - a private record builder
     incident: str,
     length: float | None,
     source: str,
+    detect_within: float | None,
 ) -> TruthRecord:
     start = scenario.start.astimezone(UTC)
     return TruthRecord(
@@ -129,6 +157,7 @@ def _truth(  # noqa: PLR0917 - a private record builder
         location=str(scenario.location(device)),
         kind=device.kind,
         source=source,
+        detect_within_s=device.interval if detect_within is None else detect_within,
     )
 
 

@@ -36,10 +36,26 @@ def _tilt_flags(values: Mapping[str, Value]) -> dict[str, object]:
     return {**values, "threshold_x": alarm, "threshold_y": False, "threshold_z": alarm}
 
 
+def _volts(values: Mapping[str, Value]) -> dict[str, object]:
+    """Dragino sensors report their Li-SOCl2 cell in volts: 3.6 V full, 3.0 V flat."""
+    pct = float(values.get("battery_pct", 100))
+    return {**values, "battery_v": round(3.0 + 0.6 * pct / 100, 3)}
+
+
+def _bin_angle(values: Mapping[str, Value]) -> dict[str, object]:
+    """The Dingtek DF702 reports the bin's angle: upright, or on its side when knocked over."""
+    return {**values, "tilt_deg": 90.0 if values.get("tilt_alarm") else 0.0}
+
+
 VALUE_MAPS: dict[str, ValueMap] = {
     "lorawan.milesight.gs524n": _gs524n,
     "lorawan.milesight.em310_tilt": _tilt_flags,
     "lorawan.milesight.em320_tilt": _tilt_flags,
+    "lorawan.dragino.lds02": _volts,
+    "lorawan.dragino.ldds75": _volts,
+    "lorawan.dragino.ldds20": _volts,
+    "lorawan.dragino.dds75_lb": _volts,
+    "lorawan.dingtek.df702": _bin_angle,
 }
 
 

@@ -1,6 +1,7 @@
 """Modbus RTU pollers: one pymodbus client per RS-485 bus, one polling loop per device.
 
-pymodbus owns framing and CRC. Each device is read every `interval_s`, each request bounded by the
+pymodbus owns framing and CRC. Each device is read every `interval_s` (of the agent's clock, so a
+simulated clock polls as often in simulated time), each request bounded by the
 device's `timeout_s`. Each block's answer becomes one RawFrame for the device's codec in the codec
 contract of `firmware_adapters.modbus_codec`: the response ADU (rebuilt from the registers pymodbus
 checked) with the first register in `meta["address"]`. A device that stops
@@ -21,6 +22,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
+from core.clock import wall_interval
 from core.types import RawFrame
 from edge_agent.sources.base import Backoff, SourceContext
 from firmware_adapters.framing.modbus_rtu import build_response
@@ -128,7 +130,7 @@ class ModbusBusSource:
                     await self.ctx.fault(device.device_id, False)  # noqa: FBT003
                 for frame in frames:
                     await self.ctx.submit(frame)
-            next_at = max(next_at + device.interval_s, loop.time())
+            next_at = max(next_at + wall_interval(self.ctx.clock, device.interval_s), loop.time())
             await asyncio.sleep(next_at - loop.time())
 
     async def poll(self, device: PolledDevice) -> list[RawFrame]:

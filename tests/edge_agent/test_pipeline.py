@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.clock import FrozenClock
+from core.derived import parse_derivations
+from core.envelope_json import reading_from_json, reading_text
 from core.metrics import Metric, Quality
 from core.types import AlarmEvent, AlarmState, DecodeResult, RawFrame, Reading, Severity
 from edge_agent.dead_letter import DeadLetterStore
@@ -276,3 +278,46 @@ async def test_a_failing_outbox_write_is_retried_without_losing_or_repeating(
     assert len(readings) == 1
     assert [e.seq for e in events] == [1]
     assert pipeline.stats.store_failures == 2
+
+
+async def test_bindings_derive_what_rules_watch_in_the_pipeline(parts: Parts) -> None:
+    """A fence contact becomes an intrusion, a distance a fill level; both reach rules and outbox."""
+    pipeline, outbox, _, engine = parts
+    seen: list[Reading] = []
+    observe = engine.observe
+
+    def recording(reading: Reading, now: datetime) -> list[AlarmEvent]:
+        seen.append(reading)
+        return observe(reading, now)
+
+    engine.observe = recording  # type: ignore[method-assign]
+    pipeline.set_derivations(
+        {
+            "gate-1": parse_derivations({"smoke": {"from": ["contact_open", "occupancy"]}}),
+            "bin-1": parse_derivations(
+                {"fill_pct": {"from": "distance_mm", "empty_mm": 1350, "full_mm": 150}}
+            ),
+        }
+    )
+    await pipeline.process(
+        [
+            frame(b'{"contact_open": true}', device="gate-1"),
+            frame(b'{"occupancy": false}', device="gate-1"),
+            frame(b'{"distance_mm": 300}', device="bin-1"),
+            frame(b'{"distance_mm": 300}', device="other-bin"),
+        ]
+    )
+    readings, events = await drain_outbox(outbox)
+    derived = [(r.device_id, r.metric, r.value, r.derived_from) for r in readings if r.derived_from]
+    assert derived == [
+        ("gate-1", Metric.SMOKE, True, Metric.CONTACT_OPEN),
+        # the PIR quiet while the contact is still open: still true
+        ("gate-1", Metric.SMOKE, True, Metric.OCCUPANCY),
+        ("bin-1", Metric.FILL_PCT, 87.5, Metric.DISTANCE_MM),
+    ]
+    assert [r.metric for r in seen].count(Metric.FILL_PCT) == 1
+    assert len(readings) == 7
+    assert [e.device_id for e in events] == ["gate-1", "gate-1"]
+    text = reading_text(readings[1])
+    assert '"from":"contact_open"' in text
+    assert reading_from_json(json.loads(text)).derived_from is Metric.CONTACT_OPEN

@@ -59,7 +59,7 @@ def test_sum_already_multiple_of_15_gives_f_never_0() -> None:
         ("302", {Metric.LOW_BATTERY}),
         ("384", {Metric.LOW_BATTERY}),
         ("380", {Metric.FAULT}),
-        ("602", set()),
+        ("602", {Metric.ONLINE}),
     ],
 )
 @pytest.mark.parametrize(("qualifier", "value"), [(1, True), (3, False), (6, True)])

@@ -45,8 +45,16 @@ def test_bin_overflow_fills_fast_and_is_reported_once_full() -> None:
     m = BinFill(rng=rng(), fill_per_day_pct=50)
     for t in range(0, 3 * 3600, 300):
         m.sample(float(t), 10 + t / 3600, {"overflow": 0})
-    assert any(name == "bin_full" for _, name in m.spontaneous)
+    # full during the overflow is that incident, not a second one
+    assert not any(name == "bin_full" for _, name in m.spontaneous)
     assert m.sample(3 * 3600, 13, {})["full"] is True
+
+
+def test_a_bin_filling_past_full_by_itself_is_an_incident() -> None:
+    m = BinFill(rng=rng(), fill_per_day_pct=300)
+    for t in range(0, 12 * 3600, 300):
+        m.sample(float(t), 8 + t / 3600, {})
+    assert any(name == "bin_full" for _, name in m.spontaneous)
 
 
 def test_perimeter_intrusions_happen_only_at_night() -> None:

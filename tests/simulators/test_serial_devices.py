@@ -162,9 +162,14 @@ async def test_contact_id_panel_on_a_pty_decodes_with_the_real_codec(tmp_path: P
     decoded = [
         CONTACT_ID.decode(RawFrame("t", CONTACT_ID.id, line + b"\r\n", NOW)) for line in lines
     ]
-    qualifiers = [d.attributes["qualifier"] for d in decoded]
+    events = [d for d in decoded if d.attributes["event_code"] != "602"]
+    qualifiers = [d.attributes["qualifier"] for d in events]
     assert qualifiers.count("new") == qualifiers.count("restore") >= 1
-    assert {d.attributes["event_code"] for d in decoded} >= {"131"}
+    assert {d.attributes["event_code"] for d in events} >= {"131"}
+    # between events the panel sends its periodic test report: the panel itself is online
+    tests = [d for d in decoded if d.attributes["event_code"] == "602"]
+    assert tests
+    assert all(r.metric.value == "online" and r.value is True for d in tests for r in d.readings)
 
 
 async def test_modbus_level_sensor_answers_a_raw_rtu_request(tmp_path: Path) -> None:
@@ -252,8 +257,12 @@ timeline:
     await server.wait_closed()
     tx = runner.serial["panel"]
     assert isinstance(tx, SiaDc09Transmitter)
-    assert tx.stats.acked == stats.emitted == len(received) == 4  # 130 and 131, new and restore
+    assert tx.stats.acked == stats.emitted == len(received)
     decoded = [DC09.decode(RawFrame("t", DC09.id, m, NOW)) for m in received]
+    codes = [d.attributes["event_code"] for d in decoded]
+    # 130 and 131, new and restore; periodic tests (602) at the reports between
+    assert len([c for c in codes if c != "602"]) == 4
+    assert "602" in codes
     assert {d.attributes["account"] for d in decoded} == {"5678"}
     assert [d.attributes["sequence"] for d in decoded] == sorted(
         d.attributes["sequence"] for d in decoded

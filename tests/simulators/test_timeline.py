@@ -83,16 +83,20 @@ def test_the_fire_shows_up_in_the_decoded_stream_and_in_the_truth() -> None:
     assert ("fence-1", "breach", 7200.0) in incidents
 
 
-def test_contact_id_panel_reports_edges_only() -> None:
+def test_contact_id_panel_reports_edges_and_periodic_tests() -> None:
     scenario = parse_scenario(SCENARIO)
     out = generate(scenario)
-    lines = [e for e in out.emissions if e.device_id == "cid-1"]
-    qualifiers = [decode_emission(scenario, e).attributes["qualifier"] for e in lines]
-    assert len(lines) >= 2
+    decoded = [decode_emission(scenario, e) for e in out.emissions if e.device_id == "cid-1"]
+    events = [d for d in decoded if d.attributes["event_code"] != "602"]
+    qualifiers = [d.attributes["qualifier"] for d in events]
+    assert len(events) >= 2
     assert qualifiers[0] == "new"
     assert qualifiers[-1] == "restore"
-    codes = {decode_emission(scenario, e).attributes["event_code"] for e in lines}
-    assert codes == {"130", "131"}
+    assert {d.attributes["event_code"] for d in events} == {"130", "131"}
+    # a report with nothing new is a periodic test: the panel is online
+    tests = [d for d in decoded if d.attributes["event_code"] == "602"]
+    assert tests
+    assert {(r.metric.value, r.value) for d in tests for r in d.readings} == {("online", True)}
 
 
 def test_chirpstack_events_count_up_and_look_like_chirpstack() -> None:
