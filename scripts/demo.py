@@ -11,7 +11,7 @@ and a score of the alarms the control room is shown against the simulator's grou
 
 Exits 0 only when every injected incident is detected on time, once, and nothing else is raised.
 
-    python scripts/demo.py [--scenario FILE] [--speed X] [--score-json FILE]
+    python scripts/demo.py [--scenario FILE] [--speed X | --wall SECONDS] [--score-json FILE]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict
-from datetime import timedelta
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
@@ -105,9 +105,13 @@ def _has_ip_devices(scenario: Scenario) -> bool:
     return any(device.transport == "ip" for device in scenario.devices)
 
 
-def auto_speed(scenario: Scenario) -> float:
-    """A speed that plays the scenario in about `WALL_TARGET_S` seconds (never slower than real)."""
-    return max(1.0, scenario.duration / WALL_TARGET_S)
+def auto_speed(scenario: Scenario, wall_s: float = WALL_TARGET_S) -> float:
+    """A speed that plays the scenario in about `wall_s` seconds (never slower than real time)."""
+    return max(1.0, scenario.duration / wall_s)
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"  # noqa: PLR2004
 
 
 def report(result: Score, scenario: Scenario) -> None:
@@ -119,8 +123,7 @@ def report(result: Score, scenario: Scenario) -> None:
         print(
             f"  {hit.incident.incident} on {hit.incident.device} at "
             f"{hit.incident.t.astimezone(zone):%a %H:%M}: {hit.alarm.label} after "
-            f"{hit.delay_s / 60:.1f} min (on time within {hit.incident.detect_within_s / 60:.0f})"
-            f"{late}"
+            f"{_span(hit.delay_s)} (on time within {_span(hit.incident.detect_within_s)}){late}"
         )
     for rec in result.missed:
         print(f"  MISSED: {rec.incident} on {rec.device} at {rec.t.astimezone(zone):%a %H:%M}")
@@ -134,10 +137,28 @@ def report(result: Score, scenario: Scenario) -> None:
         )
 
 
+def print_telemetry(watcher: UplinkWatcher) -> None:
+    """What reached the uplink: readings per metric (derived ones counted) and alarm events."""
+    per_metric = Counter(r.metric.value for r in watcher.readings)
+    derived = Counter(r.metric.value for r in watcher.readings if r.derived_from)
+    devices = {r.device_id for r in watcher.readings}
+    print(
+        f"\nTelemetry at the uplink: {len(watcher.readings)} readings from {len(devices)} devices "
+        f"in {len(watcher.batches)} batches"
+    )
+    for metric, count in sorted(per_metric.items()):
+        note = f" (derived on the gateway: {derived[metric]})" if derived[metric] else ""
+        print(f"  {metric:<28} {count}{note}")
+    states = Counter(e.state.value for e in watcher.events)
+    print(
+        f"Alarm events: {len(watcher.events)} ({', '.join(f'{k} {v}' for k, v in sorted(states.items()))})"
+    )
+
+
 async def main_async(args: argparse.Namespace) -> int:
     """Run the demo; return the exit code."""
     scenario = load_scenario(args.scenario)
-    speed = auto_speed(scenario) if args.speed == "auto" else float(args.speed)
+    speed = auto_speed(scenario, args.wall) if args.speed == "auto" else float(args.speed)
     print(
         f"Steward demo: scenario {scenario.name!r}, {scenario.duration / 3600:.1f} h simulated "
         f"at {speed:g}x ({scenario.duration / speed:.0f} s)"
@@ -185,6 +206,8 @@ async def main_async(args: argparse.Namespace) -> int:
             str(truth_file),
             *(["--receiver", f"{dc09[0]}:{dc09[1]}"] if dc09 else []),
         )
+        # Sped up, the agent runs on the scenario's clock; in real time, on its system clock.
+        clock = [] if speed == 1 else ["--clock", clock_spec(scenario.start, origin, speed)]
         agent = await asyncio.create_subprocess_exec(
             BIN / "edge-agent",
             "run",
@@ -192,8 +215,7 @@ async def main_async(args: argparse.Namespace) -> int:
             str(config),
             "--log-level",
             "WARNING",
-            "--clock",
-            clock_spec(scenario.start, origin, speed),
+            *clock,
         )
         try:
             await sim.wait()
@@ -208,24 +230,17 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"propsim exited with {sim.returncode}")
             return 1
 
-        per_metric = Counter(r.metric.value for r in watcher.readings)
-        derived = Counter(r.metric.value for r in watcher.readings if r.derived_from)
-        devices = {r.device_id for r in watcher.readings}
-        print(
-            f"\nTelemetry at the uplink: {len(watcher.readings)} readings from {len(devices)} devices "
-            f"in {len(watcher.batches)} batches"
-        )
-        for metric, count in sorted(per_metric.items()):
-            note = f" (derived on the gateway: {derived[metric]})" if derived[metric] else ""
-            print(f"  {metric:<28} {count}{note}")
-        states = Counter(e.state.value for e in watcher.events)
-        print(
-            f"Alarm events: {len(watcher.events)} ({', '.join(f'{k} {v}' for k, v in sorted(states.items()))})"
-        )
-        # The agent ran on the scenario's clock: alarm times are simulated times already. The
-        # simulated world ends with the scenario (its serial ports close): later alarms are not its.
+        print_telemetry(watcher)
+        # On the scenario's clock alarm times are simulated times already; on the system clock the
+        # scenario's t = 0 was the origin. The simulated world ends with the scenario (its serial
+        # ports close): later alarms are not its.
+        shift = timedelta(0) if clock else scenario.start - datetime.fromtimestamp(origin, UTC)
         end = scenario.start + timedelta(seconds=scenario.duration)
-        alarms = [a for a in alarms_from_events(watcher.events) if a.at < end]
+        alarms = [
+            replace(a, at=a.at + shift)
+            for a in alarms_from_events(watcher.events)
+            if a.at + shift < end
+        ]
         result = score(read_truth(truth_file), alarms)
         report(result, scenario)
         if args.score_json is not None:
@@ -261,6 +276,12 @@ def main() -> int:
         "--speed",
         default="auto",
         help=f"simulated seconds per real second (default: auto, about {WALL_TARGET_S:.0f} s a run)",
+    )
+    parser.add_argument(
+        "--wall",
+        type=float,
+        default=WALL_TARGET_S,
+        help="with --speed auto: how many real seconds the scenario should take",
     )
     parser.add_argument("--score-json", type=Path, default=None, help="write the score here")
     return asyncio.run(main_async(parser.parse_args()))

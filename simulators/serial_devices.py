@@ -77,6 +77,8 @@ class Gbt26875Transmitter(LineDevice):
         self._replies: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         self._buffer = StreamBuffer(Gbt26875Framer())
         self._reader_fd: int | None = None
+        self._reader_plug = -1
+        """The `plug_count` of the pty being read: a new pty may reuse the old fd's number."""
 
     def _on_readable(self) -> None:
         try:
@@ -99,6 +101,7 @@ class Gbt26875Transmitter(LineDevice):
     def _start_reading(self) -> None:
         if self._reader_fd is None and self.port.plugged:
             self._reader_fd = self.port.master_fd
+            self._reader_plug = self.port.plug_count
             asyncio.get_running_loop().add_reader(self._reader_fd, self._on_readable)
 
     def _stop_reading(self) -> None:
@@ -122,8 +125,8 @@ class Gbt26875Transmitter(LineDevice):
         except DecodeError:
             return await super().send(data)
         for attempt in range(self.retries + 1):
-            if self.port.plugged and self._reader_fd != self.port.master_fd:
-                self._stop_reading()
+            if self.port.plugged and self._reader_plug != self.port.plug_count:
+                self._stop_reading()  # plugged in again since: listen on the new pty
             self._start_reading()
             if attempt:
                 self.stats.retries += 1

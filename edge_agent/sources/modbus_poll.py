@@ -108,7 +108,7 @@ class ModbusBusSource:
                 if await self.client.connect():
                     self.backoff.reset()
                     return
-            await asyncio.sleep(self.backoff.next_delay())
+            await asyncio.sleep(wall_interval(self.ctx.clock, self.backoff.next_delay()))
 
     async def _poll_loop(self, device: PolledDevice) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from collections import Counter
 import serial
 import serial_asyncio_fast
 
+from core.clock import wall_interval
 from core.types import RawFrame
 from edge_agent.sources.base import Backoff, Reply, SourceContext
 from firmware_adapters.framing.base import Framer, StreamBuffer
@@ -68,7 +69,7 @@ class SerialSource:
                 if not faulty:
                     faulty = True
                     await self.ctx.fault(self.device_id, True)  # noqa: FBT003 - positional by protocol
-                await asyncio.sleep(self.backoff.next_delay())
+                await asyncio.sleep(wall_interval(self.ctx.clock, self.backoff.next_delay()))
                 continue
             self.open_count += 1
             self.backoff.reset()
@@ -86,7 +87,7 @@ class SerialSource:
             _LOG.warning("serial %s: lost %s", self.name, self.port)
             faulty = True
             await self.ctx.fault(self.device_id, True)  # noqa: FBT003
-            await asyncio.sleep(self.backoff.next_delay())
+            await asyncio.sleep(wall_interval(self.ctx.clock, self.backoff.next_delay()))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

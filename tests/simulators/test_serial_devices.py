@@ -101,6 +101,38 @@ async def test_gbt_transmitter_is_confirmed_by_a_receiver(tmp_path: Path) -> Non
     assert any(r.metric.value == "fire_alarm" and r.value is True for r in readings)
 
 
+async def _confirm_one(agent: int) -> bytes:
+    stream = StreamBuffer(Gbt26875Framer())
+    loop = asyncio.get_running_loop()
+    while True:
+        data = await loop.run_in_executor(None, read_for, agent, 0.05)
+        for got in stream.feed(data):
+            os.write(agent, confirm_reply(got, NOW))
+            return got
+
+
+async def test_gbt_transmitter_hears_confirms_on_the_new_pty_after_a_replug(tmp_path: Path) -> None:
+    """A replugged pty often gets the old master's fd number: the reply reader must follow it."""
+    link = tmp_path / "ttyGBT"
+    with PtyPort(link) as port:
+        tx = Gbt26875Transmitter(port, timeout_s=1.0, retries=0)
+        agent = open_agent(link)
+        first = GBT.encode({"serial": 1, "fire_alarm": False})
+        _, ok = await asyncio.gather(_confirm_one(agent), tx.send(first))
+        assert ok
+        os.close(agent)
+        port.unplug()
+        port.plug()
+        agent = open_agent(link)
+        second = GBT.encode({"serial": 2, "fire_alarm": True})
+        got, ok = await asyncio.gather(_confirm_one(agent), tx.send(second))
+        tx.close()
+        os.close(agent)
+    assert got == second
+    assert ok
+    assert tx.stats.confirmed == 2
+
+
 async def test_gbt_transmitter_sends_again_at_once_after_a_deny(tmp_path: Path) -> None:
     link = tmp_path / "ttyGBT"
     with PtyPort(link) as port:
