@@ -165,6 +165,14 @@ class ScenarioRunner:
         for d in self.scenario.devices:
             if d.transport == "modbus":
                 self._modbus_of[d.id] = self.modbus[self.link_of(d)]
+        # A sensor measures as it powers up: its registers hold its first reading before anyone
+        # can poll, never the zeros of an empty register bank.
+        first: dict[str, Emission] = {}
+        for e in self.generated.emissions:
+            if e.device_id in self._modbus_of and e.device_id not in first:
+                first[e.device_id] = e
+        for e in first.values():
+            self._load_registers(e)
 
     async def _teardown(self) -> None:
         for device in self.serial.values():
@@ -277,11 +285,8 @@ class ScenarioRunner:
         if e.device_id in self._queues:
             self._queues[e.device_id].put_nowait(e)
             return
-        line = self._modbus_of.get(e.device_id)
-        if line is not None:
-            if len(e.payload) > 3 and e.payload[0] in line.registers:  # noqa: PLR2004 - ADU header
-                line.load_response(e.payload[0], e.payload)
-            else:
+        if e.device_id in self._modbus_of:
+            if not self._load_registers(e):
                 self.stats.lost += 1  # a corrupted ADU never reaches the register bank
             return
         if self.publisher is None or not e.topic:
@@ -289,6 +294,14 @@ class ScenarioRunner:
             return
         if not await self.publisher.publish(e.topic, e.payload):
             self.stats.lost += 1
+
+    def _load_registers(self, e: Emission) -> bool:
+        """Put a Modbus device's emitted ADU into its register bank; False for a corrupted one."""
+        line = self._modbus_of[e.device_id]
+        if len(e.payload) > 3 and e.payload[0] in line.registers:  # noqa: PLR2004 - ADU header
+            line.load_response(e.payload[0], e.payload)
+            return True
+        return False
 
     async def _serial_worker(self, device_id: str) -> None:
         queue = self._queues[device_id]

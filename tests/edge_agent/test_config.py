@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config, parse_config, resolve_rule_paths
+from edge_agent.config import load_config, load_rules, parse_config, resolve_rule_paths
 from edge_agent.config_errors import ConfigError
+from rules import packs
 
 GOOD = """\
 gateway:
@@ -127,3 +128,20 @@ def test_unreadable_file_and_non_mapping_are_errors(tmp_path: Path) -> None:
 def test_unsafe_yaml_tags_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"edge.yaml:2: .*python/object"):
         parse_config("gateway:\n  id: !!python/object/apply:os.system ['true']\n", "edge.yaml")
+
+
+def test_rules_run_in_the_site_time_zone(tmp_path: Path) -> None:
+    """A perimeter armed 22:00-06:00 is armed by the site's night, not by UTC's."""
+    path = tmp_path / "edge.yaml"
+    path.write_text("gateway: {id: gw-01, timezone: Asia/Shanghai}\nrules: [pack:perimeter]\n")
+    ruleset = load_rules(load_config(path), path)
+    assert {loaded.timezone for loaded in ruleset.rules} == {"Asia/Shanghai"}
+
+
+def test_rules_name_shipped_packs(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text("gateway: {id: gw-01}\nrules: [pack:fire, pack:default, site.yaml]\n")
+    paths = resolve_rule_paths(load_config(path), path)
+    assert paths[0] == packs.pack_path("fire")
+    assert paths[1:-1] == packs.default_pack()
+    assert paths[-1] == tmp_path / "site.yaml"

@@ -13,7 +13,7 @@ from edge_agent.dead_letter import DeadLetterStore
 from edge_agent.outbox.memory import MemoryOutbox
 from edge_agent.pipeline import Pipeline
 from edge_agent.pushed_config import PushedConfigStore
-from edge_agent.remote_config import RemoteConfigHandler, restore_pushed
+from edge_agent.remote_config import RemoteConfigHandler, plan_payload, restore_pushed
 from firmware_adapters.registry import CODECS
 from rules.engine import RuleEngine
 from rules.spec import parse_rules
@@ -209,3 +209,15 @@ async def test_clearing_the_retained_config_goes_back_to_the_gateways_files(
     await pipeline.process([smoke_frame("smoke-1")])
     assert (await outbox.stats()).alarm_depth == 0  # the file config names no rule files
     assert (await handler(b""))["changed"] is False
+
+
+def test_pushed_rules_run_in_the_site_time_zone(tmp_path: Path) -> None:
+    config = parse_config("gateway: {id: gw-01, timezone: Asia/Shanghai}\n", "edge.yaml")
+    rules = (
+        "rules:\n  - id: night\n    description: x\n    match: {metric: intrusion}\n"
+        '    equals: true\n    armed: "22:00-06:00"\n'
+    )
+    plan = plan_payload(json.dumps({"rules": rules}).encode(), config, tmp_path / "edge.yaml")
+    assert plan.errors == []
+    assert plan.rules is not None
+    assert [loaded.timezone for loaded in plan.rules.rules] == ["Asia/Shanghai"]

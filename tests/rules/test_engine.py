@@ -277,3 +277,18 @@ def test_restore_drops_instances_of_changed_rules() -> None:
     restored = RuleEngine.restore(snap, other, DEVICES, site="site1")
     assert restored.state_of("bin_full", "bin-1") is AlarmState.NORMAL
     assert restored.counters["restore_dropped_instances"] == 1
+
+
+def test_an_event_says_what_and_where() -> None:
+    rules = (
+        "rules:\n  - id: fire\n    description: A panel reports a fire.\n"
+        "    match: {metric: fire_alarm, kinds: [fire_panel]}\n    equals: true\n"
+    )
+    devices = {"panel": DeviceInfo("panel", DeviceKind.FIRE_PANEL, SitePath.parse("d/s/c/g/c1/b2"))}
+    eng = RuleEngine(parse_rules(rules), devices, site="site1")
+    (event,) = eng.observe(reading("panel/zone-012", Metric.FIRE_ALARM, True, 0), at(0))  # noqa: FBT003
+    assert event.description == "A panel reports a fire."
+    # a zone of the panel is known through the panel: its kind matched, its place is the panel's
+    assert (event.device_id, event.location) == ("panel/zone-012", "d/s/c/g/c1/b2")
+    # and the panel counts as heard from: no silence while its zones report
+    assert "panel" in eng.snapshot()["last_seen"]

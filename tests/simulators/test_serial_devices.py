@@ -299,3 +299,26 @@ timeline:
     assert [d.attributes["sequence"] for d in decoded] == sorted(
         d.attributes["sequence"] for d in decoded
     )
+
+
+async def test_a_modbus_sensor_holds_its_first_reading_before_the_scenario_starts(
+    tmp_path: Path,
+) -> None:
+    """A gateway polling at once reads a measurement, never the zeros of an empty register bank."""
+    scenario = parse_scenario(
+        f"""
+name: well
+duration: 30
+site: {{compounds: [{{id: c1}}]}}
+devices:
+  - {{id: well, kind: manhole, codec: modbus.dfrobot.sen0492, transport: modbus, location: c1,
+     interval: 10, address: {{link: "{tmp_path / "ttyWELL"}"}}}}
+"""
+    )
+    runner = ScenarioRunner(scenario, RunOptions(speed=30, origin=time.time() + 1.0))
+    task = asyncio.create_task(runner.run())
+    await runner.ready.wait()
+    (line,) = runner.modbus.values()
+    registers = dict(line.registers[80])
+    await task
+    assert registers.get(0x34, 0) > 0
