@@ -219,6 +219,7 @@ async def main_async(args: argparse.Namespace) -> int:
         )
         try:
             await sim.wait()
+            print("  -- the scenario is over: its devices are gone; later alarms are not scored --")
             await asyncio.sleep(3)  # let the last batches through
         finally:
             agent.send_signal(signal.SIGTERM)

@@ -74,33 +74,6 @@ def test_pty_port_link_unplug_and_replug(tmp_path: Path) -> None:
         assert first.startswith("/dev/pts/")
 
 
-async def test_gbt_transmitter_is_confirmed_by_a_receiver(tmp_path: Path) -> None:
-    link = tmp_path / "ttyGBT"
-    with PtyPort(link) as port:
-        tx = Gbt26875Transmitter(port, timeout_s=2.0)
-        agent = open_agent(link)
-        frame = GBT.encode({"serial": 7, "fire_alarm": True, "component_address": 9})
-        stream = StreamBuffer(Gbt26875Framer())
-
-        async def receiver() -> bytes:
-            loop = asyncio.get_running_loop()
-            while True:
-                data = await loop.run_in_executor(None, read_for, agent, 0.05)
-                for got in stream.feed(data):
-                    os.write(agent, confirm_reply(got, NOW))
-                    return got
-
-        got, ok = await asyncio.gather(receiver(), tx.send(frame))
-        tx.close()
-        os.close(agent)
-    assert ok
-    assert got == frame
-    assert tx.stats.confirmed == 1
-    assert tx.stats.retries == 0
-    readings = GBT.decode(RawFrame("t", GBT.id, got, NOW)).readings
-    assert any(r.metric.value == "fire_alarm" and r.value is True for r in readings)
-
-
 async def _confirm_one(agent: int) -> bytes:
     stream = StreamBuffer(Gbt26875Framer())
     loop = asyncio.get_running_loop()
@@ -109,6 +82,23 @@ async def _confirm_one(agent: int) -> bytes:
         for got in stream.feed(data):
             os.write(agent, confirm_reply(got, NOW))
             return got
+
+
+async def test_gbt_transmitter_is_confirmed_by_a_receiver(tmp_path: Path) -> None:
+    link = tmp_path / "ttyGBT"
+    with PtyPort(link) as port:
+        tx = Gbt26875Transmitter(port, timeout_s=2.0)
+        agent = open_agent(link)
+        frame = GBT.encode({"serial": 7, "fire_alarm": True, "component_address": 9})
+        got, ok = await asyncio.gather(_confirm_one(agent), tx.send(frame))
+        tx.close()
+        os.close(agent)
+    assert ok
+    assert got == frame
+    assert tx.stats.confirmed == 1
+    assert tx.stats.retries == 0
+    readings = GBT.decode(RawFrame("t", GBT.id, got, NOW)).readings
+    assert any(r.metric.value == "fire_alarm" and r.value is True for r in readings)
 
 
 async def test_gbt_transmitter_hears_confirms_on_the_new_pty_after_a_replug(tmp_path: Path) -> None:
