@@ -87,6 +87,9 @@ def serial_device(
         "tick": min(interval, 1.0),
         "address": {"link": str(link), "slave_id": slave_id},
     }
+    if incident == "flood":
+        # The alarm shows within its window: the water rises to the cover in half of it.
+        device["params"] = {"flood_rise_s": max(1.0, alarm_for / 2)}
     return _scenario(
         f"serial-{protocol}",
         [device],
