@@ -20,7 +20,6 @@ metric in `derived_from`, so the telemetry says where the number came from.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -251,8 +250,16 @@ def derive(
             if value.__class__ is bool or value != value:  # noqa: PLR0124 - NaN derives nothing
                 continue
             derived = d.compute(float(value))
-        out.append(
-            dataclasses.replace(reading, metric=d.target, value=derived, derived_from=metric)
+        out.append(  # built directly: dataclasses.replace costs several times as much
+            Reading(
+                reading.device_id,
+                d.target,
+                derived,
+                reading.ts,
+                reading.quality,
+                reading.codec_id,
+                metric,
+            )
         )
     return out
 
