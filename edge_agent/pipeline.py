@@ -299,9 +299,13 @@ class Pipeline:
         if not self._derivations:
             return readings
         out: list[Reading] = []
+        device: str | None = None
+        plan: tuple[Derivation, ...] | None = None
         for reading in readings:
             out.append(reading)
-            plan = self._derivations.get(bound_device(reading.device_id))
+            if reading.device_id != device:  # a frame's readings are mostly of one device
+                device = reading.device_id
+                plan = self._derivations.get(bound_device(device))
             if plan is not None:
                 out.extend(_judged(each) for each in derive(reading, plan, self._flag_memory))
         return out
