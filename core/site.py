@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -172,8 +173,8 @@ TYPICAL_METRICS: Final[Mapping[DeviceKind, frozenset[Metric]]] = {
 }
 """What a device of each kind typically reports.
 
-The assumption for a device whose codec serves many models (Zigbee2MQTT, a Modbus register table) and whose binding does not list `metrics`.
-Panels and other kinds report whatever their codec can.
+The assumption for a device whose codec serves many models (Zigbee2MQTT, a Modbus register table)
+and whose binding does not list `metrics`. Panels and other kinds report whatever their codec can.
 """
 
 
@@ -198,12 +199,4 @@ def info_of(devices: Mapping[str, DeviceInfo], device_id: str) -> DeviceInfo | N
     parent = devices.get(bound_device(device_id))
     if parent is None:
         return None
-    return DeviceInfo(
-        device_id,
-        parent.kind,
-        parent.location,
-        parent.labels,
-        parent.codec_id,
-        None,
-        parent.derive,
-    )
+    return dataclasses.replace(parent, device_id=device_id, expected_interval_s=None)

@@ -381,11 +381,11 @@ def _derive_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]
                 for path, message in err.problems:
                     yield issue((*where, *path), message)
                 continue
+            if codec is None:
+                continue  # an unknown codec is reported by _codec_issues
             for d in derivations:
-                missing = [
-                    m.value for m in d.sources if codec is not None and m not in codec.metrics
-                ]
-                if codec is not None and missing:
+                missing = [m.value for m in d.sources if m not in codec.metrics]
+                if missing:
                     emitted = ", ".join(sorted(m.value for m in codec.metrics))
                     yield issue(
                         (*where, target, "from"),

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from core.metrics import Metric, Quality
-from core.site import DeviceInfo, SitePath, info_of
+from core.site import DeviceInfo, SitePath, bound_device, info_of
 from core.types import AlarmEvent, AlarmState, Reading
 from rules.compiled import CompiledRule
 from rules.errors import SnapshotError
@@ -217,7 +217,10 @@ class RuleEngine:
         plan = plans.get(metric)
         if plan is None:
             plan = plans[metric] = self._plan(device_id, metric)
-        self._heard(device_id, t, out)
+        self._last_seen[device_id] = t
+        self._wake_no_data(device_id, t, out)
+        if "/" in device_id:
+            self._panel_heard(device_id, t, out)
         entries, horizon = plan
         if not entries:
             return out
@@ -343,15 +346,11 @@ class RuleEngine:
         if emit is not None:
             out.append(self._emit(inst, rule, emit, t))
 
-    def _heard(self, device_id: str, t: float, out: list[AlarmEvent]) -> None:
-        """A device reported: it is not silent; a part of a panel speaks for the panel too."""
-        self._last_seen[device_id] = t
-        self._wake_no_data(device_id, t, out)
-        slash = device_id.find("/")
-        if slash > 0:
-            panel = device_id[:slash]
-            self._last_seen[panel] = t
-            self._wake_no_data(panel, t, out)
+    def _panel_heard(self, part_id: str, t: float, out: list[AlarmEvent]) -> None:
+        """A panel's detector or zone reported: the panel is heard from too."""
+        panel = bound_device(part_id)
+        self._last_seen[panel] = t
+        self._wake_no_data(panel, t, out)
 
     def _wake_no_data(self, device_id: str, t: float, out: list[AlarmEvent]) -> None:
         for rule in self._no_data_rules:

@@ -16,7 +16,7 @@ from firmware_adapters.registry import get_codec
 from simulators.encoding import stable_hex
 from simulators.modbus_device import table_size, table_start
 from simulators.models import BinFill, ManholeCover
-from simulators.runner import RunOptions, ScenarioRunner
+from simulators.runner import RunOptions, link_of
 from simulators.scenario import Device, Scenario
 
 SENSOR_GAP_MM = 150.0
@@ -69,9 +69,9 @@ def gateway_config(
     `local` is the broker ChirpStack and Zigbee2MQTT publish to, `uplink` the cloud's broker,
     `dc09` where the gateway's SIA DC-09 receiver listens (give `propsim run --receiver` the same);
     serial devices and Modbus lines are read from the links `propsim run` creates
-    (`ScenarioRunner.link_of`).
+    (`simulators.runner.link_of`, in its default serial directory).
     """
-    runner = ScenarioRunner(scenario, RunOptions())
+    serial_dir = RunOptions().serial_dir
     devices: list[dict[str, object]] = []
     serial: list[dict[str, object]] = []
     buses: dict[str, str] = {}
@@ -91,12 +91,12 @@ def gateway_config(
         elif device.transport == "zigbee2mqtt":
             binding["friendly_name"] = str(device.address["friendly_name"])
         elif device.transport == "serial":
-            port = str(runner.link_of(device))
+            port = str(link_of(device, serial_dir))
             serial.append(
                 {"id": device.id, "port": port, "codec": device.codec, "device": device.id}
             )
         elif device.transport == "modbus":
-            binding["modbus"] = _modbus_binding(device, runner, buses)
+            binding["modbus"] = _modbus_binding(device, link_of(device, serial_dir), buses)
         elif device.transport == "ip":
             binding["account"] = str(device.address.get("account", "1234"))
         devices.append(binding)
@@ -127,14 +127,11 @@ def gateway_config(
     }
 
 
-def _modbus_binding(
-    device: Device, runner: ScenarioRunner, buses: dict[str, str]
-) -> dict[str, object]:
-    """Poll the device's register table on the RS-485 line the simulator serves it on."""
+def _modbus_binding(device: Device, link: Path, buses: dict[str, str]) -> dict[str, object]:
+    """Poll the device's register table on the RS-485 line `link` the simulator serves it on."""
     codec = get_codec(device.codec)
     first, default_slave = table_start(codec)
-    port = str(runner.link_of(device))
-    bus = buses.setdefault(port, f"rs485-{len(buses) + 1}")
+    bus = buses.setdefault(str(link), f"rs485-{len(buses) + 1}")
     return {
         "bus": bus,
         "slave": int(device.address.get("slave_id", default_slave)),

@@ -85,6 +85,12 @@ class RunOptions:
     has passed, what was due is played at once to catch up. None: t = 0 is when playing starts."""
 
 
+def link_of(device: Device, serial_dir: Path) -> Path:
+    """Where the agent opens a serial or Modbus device: `address.link`, else `serial_dir/<id>`."""
+    link = device.address.get("link")
+    return Path(str(link)) if link else serial_dir / device.id
+
+
 class ScenarioRunner:
     """Plays one scenario; use `await runner.run(truth_stream)`."""
 
@@ -113,8 +119,7 @@ class ScenarioRunner:
 
     def link_of(self, device: Device) -> Path:
         """Where the agent opens a serial device."""
-        link = device.address.get("link")
-        return Path(str(link)) if link else self.options.serial_dir / device.id
+        return link_of(device, self.options.serial_dir)
 
     def _needs_mqtt(self) -> bool:
         return any(d.transport in {"lorawan", "zigbee2mqtt"} for d in self.scenario.devices)
