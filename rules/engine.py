@@ -23,7 +23,7 @@ from core.site import DeviceInfo, SitePath, bound_device, info_of
 from core.types import AlarmEvent, AlarmState, Reading
 from rules.compiled import CompiledRule
 from rules.errors import SnapshotError
-from rules.silences import Silence, in_maintenance, new_silence
+from rules.silences import Silence, SilenceBook, in_maintenance
 from rules.snapshot import SNAPSHOT_VERSION, check_version, instance_from_json, instance_to_json
 from rules.spec import RuleSet
 from rules.state import (
@@ -75,7 +75,7 @@ class RuleEngine:
         self._last_seen: dict[str, float] = {}
         self._edges: dict[tuple[str, str], bool] = {}
         self._seq: dict[str, int] = {}
-        self._silences: dict[str, Silence] = {}
+        self._silences = SilenceBook()
         self._started: float | None = None
         self._rank: dict[str, int] = {}
         self._ranked = False
@@ -145,9 +145,7 @@ class RuleEngine:
         created_by: str = "",
     ) -> Silence:
         """Silence matching alarms until `ends_at` (mandatory, in the future) for `reason` (mandatory)."""
-        silence_id = f"s{len(self._silences) + int(self.counters['silences_added']) + 1}"
-        silence = new_silence(
-            silence_id,
+        silence = self._silences.add(
             reason=reason,
             ends_at=ends_at,
             now=now,
@@ -157,18 +155,17 @@ class RuleEngine:
             location=location,
             created_by=created_by,
         )
-        self._silences[silence.id] = silence
         self.counters["silences_added"] += 1
         return silence
 
     def remove_silence(self, silence_id: str) -> bool:
         """End a silence early; return whether it existed."""
-        return self._silences.pop(silence_id, None) is not None
+        return self._silences.remove(silence_id)
 
     @property
     def silences(self) -> tuple[Silence, ...]:
         """Silences not yet expired (as of the last tick)."""
-        return tuple(self._silences.values())
+        return self._silences.all
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -379,8 +376,7 @@ class RuleEngine:
                 continue
             self._tick_instance(key, inst, rule, t, out)
         self._check_no_data(t, out)
-        for silence_id in [s.id for s in self._silences.values() if s.ends_at <= t]:
-            del self._silences[silence_id]
+        self._silences.expire(t)
         return out
 
     def _tick_instance(  # noqa: C901, PLR0912 - one place for every timer
@@ -477,10 +473,7 @@ class RuleEngine:
             if info is not None
             else (SitePath.parse(inst.location) if inst.location else None)
         )
-        if any(
-            s.active(t) and s.matches(rule.id, inst.subject, location)
-            for s in self._silences.values()
-        ):
+        if self._silences.covers(rule.id, inst.subject, location, t):
             flags.append("silence")
         if in_maintenance(self._ruleset.maintenance_windows, rule.id, inst.subject, location, t):
             flags.append("maintenance")
@@ -566,12 +559,12 @@ class RuleEngine:
                 for device, per_metric in self._windows.items()
                 for metric, w in per_metric.items()
             ],
-            "silences": [s.to_json() for s in self._silences.values()],
+            "silences": self._silences.to_json(),
             "edges": [[rule_id, device, state] for (rule_id, device), state in self._edges.items()],
         }
 
     @classmethod
-    def restore(  # noqa: C901 - one loop per snapshot section
+    def restore(
         cls,
         snapshot: Mapping[str, Any],
         rules: RuleSet,
@@ -608,9 +601,7 @@ class RuleEngine:
                     window.append(float(ts), float(value))
             for rule_id, device, state in data.get("edges", []):
                 engine._edges[(str(rule_id), str(device))] = bool(state)
-            for item in data.get("silences", []):
-                silence = Silence.from_json(item)
-                engine._silences[silence.id] = silence
+            engine._silences.load_json(data.get("silences"))
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError) as err:

@@ -109,6 +109,85 @@ def new_silence(
     )
 
 
+class SilenceBook:
+    """The silences in force on one engine: ids, expiry, matching and their part of a snapshot.
+
+    Ids are `s1`, `s2`, ... from a counter that only grows and is kept in the snapshot, so an id
+    is never given twice, whatever was removed or expired in between.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Silence] = {}
+        self._issued = 0
+
+    def add(
+        self,
+        *,
+        reason: str,
+        ends_at: datetime,
+        now: datetime,
+        starts_at: datetime | None = None,
+        rules: tuple[str, ...] = (),
+        devices: tuple[str, ...] = (),
+        location: str = "",
+        created_by: str = "",
+    ) -> Silence:
+        """Validate and add a silence under a new id (see `new_silence` for the checks)."""
+        silence_id = f"s{self._issued + 1}"
+        while silence_id in self._by_id:  # a snapshot written before ids were counted
+            self._issued += 1
+            silence_id = f"s{self._issued + 1}"
+        silence = new_silence(
+            silence_id,
+            reason=reason,
+            ends_at=ends_at,
+            now=now,
+            starts_at=starts_at,
+            rules=rules,
+            devices=devices,
+            location=location,
+            created_by=created_by,
+        )
+        self._issued += 1
+        self._by_id[silence.id] = silence
+        return silence
+
+    def remove(self, silence_id: str) -> bool:
+        """End a silence early; return whether it existed."""
+        return self._by_id.pop(silence_id, None) is not None
+
+    def expire(self, t: float) -> None:
+        """Forget the silences that ended at or before `t`."""
+        for silence_id in [s.id for s in self._by_id.values() if s.ends_at <= t]:
+            del self._by_id[silence_id]
+
+    def covers(self, rule_id: str, subject: str, location: SitePath | None, t: float) -> bool:
+        """Whether a silence in force at `t` covers this rule and subject."""
+        return any(
+            s.active(t) and s.matches(rule_id, subject, location) for s in self._by_id.values()
+        )
+
+    @property
+    def all(self) -> tuple[Silence, ...]:
+        """The silences held, in the order they were added."""
+        return tuple(self._by_id.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """This book's part of an engine snapshot."""
+        return {"issued": self._issued, "items": [s.to_json() for s in self._by_id.values()]}
+
+    def load_json(self, data: object) -> None:
+        """Read back what `to_json` wrote (or the bare list older snapshots hold)."""
+        if isinstance(data, dict):
+            self._issued = int(data.get("issued", 0))
+            items = data.get("items", [])
+        else:
+            items = data or []
+        for item in items:
+            silence = Silence.from_json(item)
+            self._by_id[silence.id] = silence
+
+
 def in_maintenance(
     windows: tuple[MaintenanceWindow, ...],
     rule_id: str,

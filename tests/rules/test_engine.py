@@ -216,6 +216,47 @@ def test_silence_needs_reason_and_future_expiry_and_flags_events() -> None:
     assert eng.silences == ()
 
 
+def test_silence_ids_are_never_reused_after_removal_expiry_or_restore() -> None:
+    eng = engine()
+    first, second, third = (
+        eng.add_silence(reason=f"works {n}", ends_at=at(1000 + n), now=at(0)) for n in range(3)
+    )
+    assert eng.remove_silence(first.id)
+    assert eng.remove_silence(second.id)
+    assert not eng.remove_silence(first.id)  # already gone
+    fourth = eng.add_silence(reason="works 4", ends_at=at(2000), now=at(0))
+    assert fourth.id not in {first.id, second.id, third.id}
+    assert [s.id for s in eng.silences] == [third.id, fourth.id]
+    assert eng.silences[0].reason == "works 2"  # the live one was not replaced
+    restored = RuleEngine.restore(
+        json.loads(json.dumps(eng.snapshot())), parse_rules(RULES), DEVICES, site="site1"
+    )
+    fifth = restored.add_silence(reason="works 5", ends_at=at(2000), now=at(0))
+    assert fifth.id not in {first.id, second.id, third.id, fourth.id}
+    assert len(restored.silences) == 3
+
+
+def test_removed_silence_no_longer_flags_events() -> None:
+    eng = engine()
+    silence = eng.add_silence(reason="bin replaced", ends_at=at(1000), now=at(0))
+    assert eng.remove_silence(silence.id)
+    events = run(eng, {0: [reading("bin-1", Metric.FILL_PCT, 95, 0)]}, 20)
+    assert events
+    assert all(e.suppressed == () for e in events)
+
+
+def test_silences_of_a_snapshot_written_as_a_bare_list_are_restored() -> None:
+    eng = engine()
+    eng.add_silence(reason="works", ends_at=at(1000), now=at(0))
+    snap = json.loads(json.dumps(eng.snapshot()))
+    snap["silences"] = snap["silences"]["items"]  # the older form
+    snap["counters"].pop("silences_added", None)
+    restored = RuleEngine.restore(snap, parse_rules(RULES), DEVICES, site="site1")
+    new = restored.add_silence(reason="more works", ends_at=at(1000), now=at(0))
+    assert [s.id for s in restored.silences] == ["s1", new.id]
+    assert new.id != "s1"
+
+
 def test_maintenance_window_from_rule_file_flags_events() -> None:
     text = (
         RULES
