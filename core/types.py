@@ -19,6 +19,48 @@ Scalar = str | int | float | bool
 
 
 @dataclass(frozen=True, slots=True)
+class EnvelopeLimits:
+    """Size limits of one envelope, part of its format (docs/envelope.md, "Limits").
+
+    A reader refuses an envelope over any of them and a writer refuses to write a record over
+    them, so a gateway never sends what the cloud refuses. Lengths count characters of the decoded
+    string. A gateway keeps each envelope under `max_bytes` by capping its batches (at most
+    `max_bytes // 2` of records, whatever the largest record is: `edge_agent/uplink_settings.py`).
+    """
+
+    max_bytes: int = 2 * 1024 * 1024
+    """UTF-8 bytes of one envelope, checked before parsing."""
+    max_readings: int = 10_000
+    max_alarm_events: int = 10_000
+    max_depth: int = 32
+    """Arrays and objects inside one another, the envelope object counting as 1."""
+    max_integer_digits: int = 19
+    """Integers are 64-bit signed: a literal of more digits is refused before it is converted."""
+    gateway_id: int = 128
+    device_id: int = 256
+    codec_id: int = 256
+    fingerprint: int = 1024
+    rule_id: int = 256
+    location: int = 1024
+    description: int = 4096
+    rule_version: int = 64
+    category: int = 128
+    """A work order's category."""
+    suppressed_items: int = 16
+    suppressed_chars: int = 64
+    evidence_items: int = 64
+    evidence_key_chars: int = 128
+    evidence_text_chars: int = 256
+    """A string value in evidence."""
+    name_chars: int = 64
+    """Anything else written as a string: times, the batch id, metric, state and other names."""
+
+
+ENVELOPE_LIMITS: Final = EnvelopeLimits()
+"""The limits of the current envelope version."""
+
+
+@dataclass(frozen=True, slots=True)
 class RawFrame:
     """Bytes as a source received them, before any decoding.
 

@@ -8,7 +8,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.types import ENVELOPE_LIMITS
 from edge_agent.config import UplinkConfig
+
+MAX_BATCH_ITEMS = min(ENVELOPE_LIMITS.max_readings, ENVELOPE_LIMITS.max_alarm_events)
+"""Records of one batch: an envelope may carry this many readings, or alarm events, or a mix."""
+MAX_BATCH_BYTES = ENVELOPE_LIMITS.max_bytes // 2
+"""Record bytes of one batch. The outbox fills a batch up to this (or takes one larger record
+alone), so an envelope holds at most this, or one record, plus its header and a comma per record.
+Records are written within the envelope's string limits, which keep the largest (an alarm event
+with every string and evidence entry full) near 200 KB; half the envelope limit leaves room for
+it, so a gateway never builds an envelope over `ENVELOPE_LIMITS.max_bytes`."""
 
 
 class TlsSettings(BaseModel):
@@ -62,8 +72,9 @@ class UplinkSettings(BaseModel):
     keepalive_s: int = Field(default=30, ge=2, le=3600)
     client_id: str = ""
     """Stable MQTT client id for the persistent session; empty means `steward-<gateway id>`."""
-    batch_max_items: int = Field(default=500, ge=1, le=100_000)
-    batch_max_bytes: int = Field(default=256 * 1024, ge=1024)
+    batch_max_items: int = Field(default=500, ge=1, le=MAX_BATCH_ITEMS)
+    batch_max_bytes: int = Field(default=256 * 1024, ge=1024, le=MAX_BATCH_BYTES)
+    """Record bytes of one batch; a single record larger than this still goes alone."""
     batch_max_wait_s: float = Field(default=0.2, ge=0, le=60)
     """How long to wait for a full batch after the first record arrived (alarms never wait)."""
     publish_timeout_s: float = Field(default=10.0, gt=0, le=600)

@@ -51,14 +51,15 @@ class MemoryOutbox:
         self._check()
         if state is not None:
             self._state = state
-        for event in events:
-            body = encode_event(event)
+        # Encode everything first: a record the envelope refuses leaves nothing half stored.
+        alarm_bodies = [encode_event(event) for event in events]
+        reading_bodies = [encode_reading(reading) for reading in readings]
+        for body in alarm_bodies:
             size = utf8_size(body)
             self._alarms[self._next_id] = (body, size)
             self._next_id += 1
             self._bytes += size
-        for reading in readings:
-            body = encode_reading(reading)
+        for body in reading_bodies:
             size = utf8_size(body)
             self._readings[self._next_id] = (body, size)
             self._next_id += 1

@@ -13,6 +13,7 @@ from cloud_ingest.cli import main
 from core.envelope_json import dumps
 from core.metrics import Metric
 from core.types import (
+    ENVELOPE_LIMITS,
     AlarmEvent,
     AlarmState,
     Envelope,
@@ -49,10 +50,15 @@ def test_valid_and_invalid_envelopes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert lines[3] == {
         "source": str(bad),
         "ok": False,
-        "error": {"field": "readings[0].ts", "reason": "not an ISO 8601 time: 'yesterday'"},
+        "error": {
+            "field": "readings[0].ts",
+            "reason": "not an ISO 8601 time: 'yesterday'",
+            "code": "schema",
+        },
     }
     assert lines[1]["ok"] is False
     assert lines[1]["source"].endswith("missing.json")
+    assert lines[1]["error"]["code"] == "unreadable"
 
 
 def test_console_script_reads_stdin(tmp_path: Path) -> None:
@@ -128,9 +134,50 @@ def test_unknown_priority_or_severity_is_refused(
     assert bad_line == {
         "source": str(bad),
         "ok": False,
-        "error": {"field": field, "reason": reason},
+        "error": {"field": field, "reason": reason, "code": "schema"},
     }
 
 
 def test_no_command_is_a_usage_error() -> None:
     assert main([]) == 2
+
+
+def _hostile_files(tmp_path: Path) -> dict[str, Path]:
+    good = _envelope_file(tmp_path).read_bytes()
+    cases = {
+        "non_finite": good.replace(b'"value":42.0', b'"value":NaN'),
+        "too_deep": b"[" * 5_000 + b"]" * 5_000,
+        "too_large": good.replace(b'"gw-1"', b'"' + b"g" * (ENVELOPE_LIMITS.max_bytes) + b'"'),
+        "bad_json": b"\xff\xfe" + good,
+        "unsupported_version": good.replace(b'"schema_version":1', b'"schema_version":2'),
+    }
+    paths = {}
+    for code, data in cases.items():
+        paths[code] = tmp_path / f"{code}.json"
+        paths[code].write_bytes(data)
+    return paths
+
+
+def test_hostile_files_are_refused_with_a_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = _hostile_files(tmp_path)
+    assert main(["validate", *map(str, paths.values())]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["error"]["code"] for line in lines] == list(paths)
+    assert lines[0]["error"]["field"] == "readings[0].value"
+
+
+def test_stdin_with_invalid_utf8_is_reported_not_fatal(tmp_path: Path) -> None:
+    good = _envelope_file(tmp_path).read_bytes()
+    script = Path(sys.executable).parent / "cloud-ingest"
+    result = subprocess.run(
+        [script, "validate", "-"],
+        input=b"\xc3\x28" + good + b"\n" + good + b"\n",
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["error"]["code"] == "bad_json"
+    assert second["ok"] is True

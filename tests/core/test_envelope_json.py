@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import envelope_json
-from core.errors import EnvelopeError
+from core.errors import EnvelopeError, EnvelopeErrorCode
 from core.metrics import CATALOG, Metric, MetricKind, Quality
 from core.types import (
+    ENVELOPE_LIMITS,
     AlarmEvent,
     AlarmState,
     Envelope,
@@ -278,10 +281,28 @@ _any_reading = st.builds(
 )
 
 
+def _refused_value(reading: Reading) -> bool:
+    """Whether a reader would refuse the reading's value (not finite, too large, wrong kind)."""
+    value: object = reading.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return True
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return True
+    boolean = CATALOG[reading.metric].kind is MetricKind.BOOLEAN
+    return reading.quality is Quality.GOOD and isinstance(value, bool) is not boolean
+
+
 @settings(max_examples=400, deadline=None)
 @given(reading=_any_reading)
 def test_reading_text_is_the_compact_json_of_the_reading(reading: Reading) -> None:
-    assert envelope_json.reading_text(reading) == _compact(envelope_json.reading_to_json(reading))
+    if _refused_value(reading):
+        with pytest.raises(EnvelopeError) as info:
+            envelope_json.reading_text(reading)
+        assert info.value.field == "value"
+    else:
+        text = envelope_json.reading_text(reading)
+        assert text == _compact(envelope_json.reading_to_json(reading))
+        assert envelope_json.reading_from_json(json.loads(text)).value == reading.value
 
 
 def test_reading_text_does_not_reuse_the_time_of_an_equal_but_other_timestamp() -> None:
@@ -322,3 +343,174 @@ def test_dumps_is_the_compact_json_of_the_envelope(readings: list[Reading], gate
     assert (
         envelope_json.dumps(envelope) == _compact(envelope_json.envelope_to_json(envelope)).encode()
     )
+
+
+# --- writing refuses what a reader would refuse -------------------------------------------------
+
+
+class _Float(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, _Float("nan"), _Float("inf")])
+def test_encoders_refuse_non_finite_numbers(value: float) -> None:
+    reading = Reading("bin-07", Metric.FILL_PCT, value, T0, codec_id="x.y.z")
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.reading_text(reading)
+    assert (info.value.code, info.value.field) == (EnvelopeErrorCode.NON_FINITE, "value")
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.alarm_event_text(dataclasses.replace(_event(), value=value))
+    assert (info.value.code, info.value.field) == (EnvelopeErrorCode.NON_FINITE, "value")
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.alarm_event_text(dataclasses.replace(_event(), evidence={"rate": value}))
+    assert (info.value.code, info.value.field) == (EnvelopeErrorCode.NON_FINITE, "evidence.rate")
+    envelope = dataclasses.replace(_envelope(), readings=(_envelope().readings[0], reading))
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.dumps(envelope)
+    assert info.value.field == "readings[1].value"
+
+
+_naive = datetime(2026, 11, 22, 8, 30)  # noqa: DTZ001 - a time without offset, refused
+_far_east_year_1 = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+
+
+@pytest.mark.parametrize(
+    ("reading", "field", "code"),
+    [
+        (Reading("d", Metric.FILL_PCT, 2**63, T0), "value", EnvelopeErrorCode.TOO_LARGE),
+        (Reading("d" * 257, Metric.FILL_PCT, 1.0, T0), "device", EnvelopeErrorCode.TOO_LARGE),
+        (Reading("d\ud800", Metric.FILL_PCT, 1.0, T0), "device", EnvelopeErrorCode.BAD_JSON),
+        (Reading("d", Metric.FILL_PCT, 1.0, T0, codec_id="c" * 257), "codec", "too_large"),
+        (Reading("d", Metric.FILL_PCT, 1.0, _naive), "ts", EnvelopeErrorCode.SCHEMA),
+        (Reading("d", Metric.FILL_PCT, 1.0, _far_east_year_1), "ts", EnvelopeErrorCode.SCHEMA),
+        (Reading("d", Metric.FILL_PCT, value=True, ts=T0), "value", EnvelopeErrorCode.SCHEMA),
+        (Reading("d", Metric.SMOKE, 1.0, T0), "value", EnvelopeErrorCode.SCHEMA),
+    ],
+)
+def test_reading_text_refuses_what_a_reader_refuses(
+    reading: Reading, field: str, code: EnvelopeErrorCode
+) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.reading_text(reading)
+    assert (info.value.field, info.value.code) == (field, code)
+
+
+def test_a_flagged_reading_may_carry_a_value_of_the_other_kind() -> None:
+    reading = Reading("d", Metric.FILL_PCT, value=True, ts=T0, quality=Quality.OUT_OF_RANGE)
+    assert '"value":true' in envelope_json.reading_text(reading)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"description": "x" * 4097}, "description"),
+        ({"fingerprint": "f" * 1025}, "fingerprint"),
+        ({"location": "l\udc00"}, "location"),
+        ({"evidence": {f"k{i}": i for i in range(65)}}, "evidence"),
+        ({"evidence": {"k": "v" * 257}}, "evidence.k"),
+        ({"evidence": {"k": [1]}}, "evidence.k"),
+        ({"evidence": {"k": 2**64}}, "evidence.k"),
+        ({"suppressed": ("silence",) * 17}, "suppressed"),
+        ({"seq": 2**63}, "seq"),
+        ({"at": _naive}, "at"),
+        ({"work_order": WorkOrderHint("c" * 129, Priority.LOW)}, "work_order.category"),
+    ],
+)
+def test_alarm_event_text_refuses_what_a_reader_refuses(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.alarm_event_text(dataclasses.replace(_event(), **change))
+    assert info.value.field == field
+
+
+def test_envelope_writers_refuse_a_long_gateway_id_and_too_many_records() -> None:
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.dumps(dataclasses.replace(_envelope(), gateway_id="g" * 129))
+    assert (info.value.field, info.value.code) == ("gateway_id", EnvelopeErrorCode.TOO_LARGE)
+    readings = (_envelope().readings[0],) * (ENVELOPE_LIMITS.max_readings + 1)
+    with pytest.raises(EnvelopeError) as info:
+        envelope_json.dumps(dataclasses.replace(_envelope(), readings=readings))
+    assert info.value.field == "readings"
+
+
+_hostile_text = st.text(st.characters(codec=None, categories=None), max_size=300)
+_hostile_reading = st.builds(
+    Reading,
+    device_id=_hostile_text,
+    metric=st.sampled_from(list(Metric)),
+    value=st.one_of(st.floats(), st.booleans(), st.integers(-(2**65), 2**65)),
+    ts=st.one_of(
+        st.datetimes(timezones=_zones), st.datetimes(), st.sampled_from([_far_east_year_1])
+    ),
+    quality=st.sampled_from(list(Quality)),
+    codec_id=_hostile_text,
+    derived_from=st.none() | st.sampled_from(list(Metric)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reading=_hostile_reading)
+def test_what_the_writer_writes_the_reader_reads(reading: Reading) -> None:
+    try:
+        text = envelope_json.reading_text(reading)
+    except EnvelopeError:
+        return
+    data = envelope_json.envelope_text(
+        gateway_id="gw",
+        batch_id=uuid.UUID(int=1),
+        sent_at=T0,
+        reading_texts=[text],
+        event_texts=[envelope_json.alarm_event_text(_event())],
+    )
+    decoded = envelope_json.loads(data.encode()).readings[0]
+    expected = reading.value if isinstance(reading.value, bool) else float(reading.value)
+    assert decoded == dataclasses.replace(reading, value=expected)
+
+
+def test_envelope_error_has_a_code_and_keeps_its_message() -> None:
+    err = EnvelopeError("readings[0].ts", "not an ISO 8601 time: 'x'")
+    assert err.code is EnvelopeErrorCode.SCHEMA
+    assert str(err) == "readings[0].ts: not an ISO 8601 time: 'x'"
+    assert EnvelopeError("", "too big", EnvelopeErrorCode.TOO_LARGE).code == "too_large"
+
+
+# --- the edge's way out ------------------------------------------------------------------------
+
+
+def test_fit_alarm_event_repairs_what_it_can() -> None:
+    event = dataclasses.replace(
+        _event(),
+        value=math.nan,
+        description="d" * 5000,
+        location="here\ud800",
+        evidence={"rate": math.inf, "smoke": True, "k" * 200: 1, "label": "v" * 300},
+        suppressed=tuple(f"s{i}" for i in range(20)),
+    )
+    fitted = envelope_json.fit_alarm_event(event)
+    decoded = envelope_json.alarm_event_from_json(
+        json.loads(envelope_json.alarm_event_text(fitted))
+    )
+    assert decoded.value is None
+    assert decoded.evidence == {"smoke": True, "label": "v" * 256}
+    assert decoded.description == "d" * 4096
+    assert decoded.location == "here?"
+    assert len(decoded.suppressed) == ENVELOPE_LIMITS.suppressed_items
+    assert (decoded.fingerprint, decoded.seq, decoded.state) == (
+        event.fingerprint,
+        event.seq,
+        event.state,
+    )
+
+
+def test_sendable_drops_refused_readings_and_repairs_alarm_events() -> None:
+    good = Reading("bin-1", Metric.FILL_PCT, 1.0, T0, codec_id="lorawan.a.b")
+    nan = Reading("bin-2", Metric.FILL_PCT, math.nan, T0, codec_id="lorawan.a.b")
+    event = dataclasses.replace(_event(), evidence={"rate": math.nan})
+    naive = dataclasses.replace(_event(2), at=_naive)
+    readings, events, refusals = envelope_json.sendable([nan, good], [event, naive])
+    assert readings == [good]
+    assert events == [dataclasses.replace(event, evidence={})]
+    assert [(r.source, r.error.code, r.dropped) for r in refusals] == [
+        ("lorawan.a.b", EnvelopeErrorCode.NON_FINITE, True),
+        ("rules", EnvelopeErrorCode.NON_FINITE, False),
+        ("rules", EnvelopeErrorCode.SCHEMA, True),
+    ]
