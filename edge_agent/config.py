@@ -7,19 +7,29 @@ see alone (codec ids exist, device ids and bindings are unique, buses referenced
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from core.derived import Derivation, DerivationError, parse_derivations
 from core.metrics import Metric
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import Severity
+from core.yaml_located import Located, YamlError, load_file, load_located
+from core.zones import check_zone
 from edge_agent.config_errors import ConfigError, ConfigIssue
-from edge_agent.yaml_lines import LocatedDocument, YamlSyntaxError, load_located
 from rules import packs
 from rules.spec import RuleSet, load_rule_files
 
@@ -29,7 +39,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/steward/edge.yaml")
 Identifier = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 ]
-PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+Number = Annotated[float, Strict(), AllowInfNan(allow_inf_nan=False)]
+"""A finite number written as one: not `true`, not a quoted string, not `.inf` or `.nan`."""
+PositiveSeconds = Annotated[Number, Field(gt=0, le=86_400)]
+Port = Annotated[StrictInt, Field(gt=0, lt=65_536)]
+Baudrate = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
 
 
 class _Model(BaseModel):
@@ -42,7 +56,7 @@ class GatewayConfig(_Model):
     id: Identifier
     site: str = ""
     """Where the gateway stands in the site hierarchy (`district/street/community/...`)."""
-    site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=256)] | None = None
     """First part of alarm fingerprints (`site/device/rule`); defaults to the gateway id."""
     timezone: str = "UTC"
 
@@ -55,11 +69,7 @@ class GatewayConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return check_zone(value)
 
 
 class SerialSourceConfig(_Model):
@@ -67,7 +77,7 @@ class SerialSourceConfig(_Model):
 
     id: Identifier
     port: str = Field(min_length=1, description="prefer a stable /dev/serial/by-id/... path")
-    baudrate: int = Field(default=9600, gt=0)
+    baudrate: Baudrate = 9600
     codec: str
     device: Identifier | None = None
     """The device bound to frames of this port; defaults to the source id."""
@@ -91,10 +101,10 @@ class LocalMqttConfig(_Model):
     """The broker on the gateway itself (Zigbee2MQTT, ChirpStack, local actuators)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, gt=0, lt=65_536)
+    port: Port = 1883
     client_id: str = ""
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
-    broker_drops: bool = True
+    keepalive_s: StrictInt = Field(default=30, ge=5, le=3600)
+    broker_drops: StrictBool = True
     """Follow the broker's count of dropped messages (Mosquitto `$SYS`) in the self-statistics."""
     zigbee2mqtt: Zigbee2MqttConfig | None = None
     chirpstack: ChirpStackConfig | None = None
@@ -105,16 +115,16 @@ class ModbusBusConfig(_Model):
 
     id: Identifier
     port: str = Field(min_length=1)
-    baudrate: int = Field(default=9600, gt=0)
+    baudrate: Baudrate = 9600
     parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    stopbits: StrictInt = Field(default=1, ge=1, le=2)
 
 
 class Dc09ReceiverConfig(_Model):
     """A SIA DC-09 receiver port that alarm panels report to over TCP."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=7000, gt=0, lt=65_536)
+    port: Port = 7000
     codec: str = "ip.sia.dc09"
 
 
@@ -131,15 +141,15 @@ class RegisterBlock(_Model):
     """A block of registers read in one request."""
 
     table: Literal["holding", "input"] = "holding"
-    address: int = Field(ge=0, lt=65_536)
-    count: int = Field(default=1, ge=1, le=125)
+    address: StrictInt = Field(ge=0, lt=65_536)
+    count: StrictInt = Field(default=1, ge=1, le=125)
 
 
 class ModbusBinding(_Model):
     """How a device is polled on a Modbus bus."""
 
     bus: Identifier
-    slave: int = Field(ge=1, le=247)
+    slave: StrictInt = Field(ge=1, le=247)
     interval_s: PositiveSeconds = 10.0
     timeout_s: PositiveSeconds = 1.0
     registers: tuple[RegisterBlock, ...] = Field(min_length=1)
@@ -194,15 +204,15 @@ class UplinkConfig(_Model):
     """The cloud broker the gateway forwards to."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8883, gt=0, lt=65_536)
+    port: Port = 8883
     client_id: str = ""
-    keepalive_s: int = Field(default=30, ge=2, le=3600)
-    tls: bool = False
+    keepalive_s: StrictInt = Field(default=30, ge=2, le=3600)
+    tls: StrictBool = False
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
-    batch_max: int = Field(default=500, ge=1, le=10_000)
-    batch_wait_s: float = Field(default=0.2, ge=0, le=60)
+    batch_max: StrictInt = Field(default=500, ge=1, le=10_000)
+    batch_wait_s: Number = Field(default=0.2, ge=0, le=60)
 
 
 class OutboxConfig(_Model):
@@ -210,9 +220,9 @@ class OutboxConfig(_Model):
 
     path: str = "outbox.sqlite3"
     """Relative paths are inside the state directory."""
-    max_records: int | None = Field(default=1_000_000, ge=100)
+    max_records: StrictInt | None = Field(default=1_000_000, ge=100, le=1_000_000_000)
     """Telemetry records kept at most; the oldest is dropped beyond (alarms never are)."""
-    max_bytes: int | None = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    max_bytes: StrictInt | None = Field(default=256 * 1024 * 1024, ge=64 * 1024, le=2**40)
 
 
 class LocalActionConfig(_Model):
@@ -229,12 +239,12 @@ class LocalActionConfig(_Model):
 class PipelineConfig(_Model):
     """Tuning of the frame pipeline."""
 
-    queue_size: int = Field(default=10_000, ge=10)
-    batch_size: int = Field(default=200, ge=1, le=10_000)
-    linger_s: float = Field(default=0.005, ge=0, le=1)
+    queue_size: StrictInt = Field(default=10_000, ge=10, le=10_000_000)
+    batch_size: StrictInt = Field(default=200, ge=1, le=10_000)
+    linger_s: Number = Field(default=0.005, ge=0, le=1)
     """How long the worker waits to fill a batch: a trickle shares one disk flush."""
     stats_interval_s: PositiveSeconds = 60.0
-    dead_letter_ttl_days: float = Field(default=7.0, gt=0)
+    dead_letter_ttl_days: Number = Field(default=7.0, gt=0, le=3650)
 
 
 class EdgeConfig(_Model):
@@ -263,16 +273,16 @@ class EdgeConfig(_Model):
 
 
 def load_config(path: Path) -> EdgeConfig:
-    """Read and validate a configuration file.
+    """Read and validate a configuration file (a regular UTF-8 file of at most 4 MiB).
 
     Raises:
         ConfigError: with every issue found, each located by file:line.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError([ConfigIssue(str(path), 0, f"cannot read: {err.strerror}")]) from err
-    return parse_config(text, str(path))
+        doc = load_file(path)
+    except YamlError as err:
+        raise ConfigError(_yaml_issues(err)) from None
+    return _validate(doc, str(path))
 
 
 def parse_config(text: str, filename: str) -> EdgeConfig:
@@ -282,9 +292,19 @@ def parse_config(text: str, filename: str) -> EdgeConfig:
         ConfigError: with every issue found, each located by file:line.
     """
     try:
-        doc = load_located(text)
-    except YamlSyntaxError as err:
-        raise ConfigError([ConfigIssue(filename, err.line, str(err))]) from err
+        doc = load_located(text, filename)
+    except YamlError as err:
+        raise ConfigError(_yaml_issues(err)) from None
+    return _validate(doc, filename)
+
+
+def _yaml_issues(err: YamlError) -> list[ConfigIssue]:
+    return [ConfigIssue(issue.file, issue.line, issue.message) for issue in err.issues]
+
+
+def _validate(doc: Located, filename: str) -> EdgeConfig:
+    if doc.data is None:
+        raise ConfigError([ConfigIssue(filename, 1, "the file is empty: a config is a mapping")])
     if not isinstance(doc.data, dict):
         raise ConfigError([ConfigIssue(filename, doc.line_of(()), "the file must hold a mapping")])
     try:
@@ -298,9 +318,7 @@ def parse_config(text: str, filename: str) -> EdgeConfig:
     return config
 
 
-def _pydantic_issues(
-    err: ValidationError, doc: LocatedDocument, filename: str
-) -> Iterator[ConfigIssue]:
+def _pydantic_issues(err: ValidationError, doc: Located, filename: str) -> Iterator[ConfigIssue]:
     for item in err.errors(include_url=False):
         loc = tuple(part for part in item["loc"] if isinstance(part, str | int))
         where = ".".join(str(part) for part in loc) or "(document)"
@@ -308,7 +326,7 @@ def _pydantic_issues(
         yield ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
 
 
-def _raw_codec_issues(doc: LocatedDocument, filename: str) -> Iterator[ConfigIssue]:
+def _raw_codec_issues(doc: Located, filename: str) -> Iterator[ConfigIssue]:
     """Unknown codec ids, found in the raw document when the schema already failed elsewhere."""
     from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
 
@@ -336,7 +354,7 @@ def _as_list(value: object) -> list[object]:
 _IssueFn = Callable[[tuple[str | int, ...], str], ConfigIssue]
 
 
-def _cross_issues(config: EdgeConfig, doc: LocatedDocument, filename: str) -> Iterator[ConfigIssue]:
+def _cross_issues(config: EdgeConfig, doc: Located, filename: str) -> Iterator[ConfigIssue]:
     def issue(loc: tuple[str | int, ...], message: str) -> ConfigIssue:
         where = ".".join(str(part) for part in loc)
         return ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")

@@ -29,6 +29,7 @@ from typing import Final
 import yaml
 
 from core.clock import Clock
+from core.yaml_located import MAX_FILE_BYTES, YamlError, decode_text, load_located
 from edge_agent.bindings import Bindings, BindingsHolder
 from edge_agent.config import EdgeConfig, load_rules, parse_config
 from edge_agent.config_errors import ConfigError
@@ -42,6 +43,7 @@ _LOG = logging.getLogger(__name__)
 _FIXED_SECTIONS: Final = ("gateway", "state_dir", "uplink")
 PUSHED_RULES_NAME: Final = "config-topic:rules"
 PUSHED_CONFIG_NAME: Final = "config-topic:config"
+PAYLOAD_NAME: Final = "config-topic"
 
 Reconfigure = Callable[[EdgeConfig, EdgeConfig], Awaitable[list[str]]]
 """Applies what changed from the first config to the second beyond devices and rules (sources,
@@ -65,14 +67,13 @@ def digest_of(payload: bytes) -> str:
 def plan_payload(payload: bytes, running: EdgeConfig, config_path: Path) -> Plan:
     """Validate a payload completely against the running config, without changing anything."""
     plan = Plan()
-    try:
-        text = payload.decode()
-        doc = yaml.safe_load(text)
-    except UnicodeDecodeError as err:
-        plan.errors.append(f"payload: not UTF-8: {err}")
+    if len(payload) > MAX_FILE_BYTES:
+        plan.errors.append(f"payload: {len(payload)} bytes, over the {MAX_FILE_BYTES} a file may have")
         return plan
-    except yaml.YAMLError as err:
-        plan.errors.append(f"payload: not YAML/JSON: {err}")
+    try:
+        doc = load_located(decode_text(payload, PAYLOAD_NAME), PAYLOAD_NAME).data
+    except YamlError as err:
+        plan.errors.extend(str(issue) for issue in err.issues)
         return plan
     if not isinstance(doc, dict) or not doc.keys() & {"rules", "config"}:
         plan.errors.append("payload: expected a mapping with 'rules' and/or 'config'")

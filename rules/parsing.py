@@ -1,36 +1,52 @@
-"""Small parsers for rule files: YAML with line numbers, durations and daily time ranges."""
+"""Small parsers for rule files: durations and daily time ranges (YAML is read by `core.yaml_located`)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Final
-
-import yaml
+from typing import Final
 
 _DURATION: Final = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
 _PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _HHMM: Final = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+MAX_DURATION_S: Final = 365 * 86_400.0
+"""The longest duration a rule or rule test may name (365d)."""
 
 
 def parse_duration(value: object) -> float:
     """Return seconds for `90`, `90s`, `10m`, `1h30m`, `2d`; raise `ValueError` otherwise.
 
-    A bare number is seconds. Negative durations are refused.
+    A bare number is seconds. Negative, infinite, NaN and longer than 365d durations are refused.
     """
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")  # noqa: TRY004 - pydantic reports ValueError
-    if isinstance(value, int | float):
-        seconds = float(value)
+    if isinstance(value, float):
+        seconds = value
+    elif isinstance(value, int):  # a huge int would overflow float()
+        seconds = (
+            float(value) if abs(value) <= MAX_DURATION_S else math.inf if value > 0 else -math.inf
+        )
     elif isinstance(value, str) and _DURATION.match(value.strip()):
         seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(value.strip()))
     else:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 1h30m, 2d)")
+        raise ValueError(f"not a duration: {_shown(value)} (use e.g. 30s, 10m, 1h30m, 2d)")
+    if math.isnan(seconds):
+        raise ValueError(f"not a duration: {_shown(value)}")
     if seconds < 0:
-        raise ValueError(f"negative duration: {value!r}")
+        raise ValueError(f"negative duration: {_shown(value)}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration {_shown(value)} is longer than 365d")
     return seconds
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:  # noqa: PLR2004 - repr may refuse it
+        return "a huge integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."  # noqa: PLR2004
 
 
 def format_duration(seconds: float) -> str:
@@ -92,80 +108,3 @@ class DailyRange:
         if start > local:
             start -= timedelta(days=1)
         return start
-
-
-class LineDict(dict[Any, Any]):
-    """A YAML mapping that remembers its own line and the line of each key (1-based)."""
-
-    line: int
-    key_lines: dict[Any, int]
-
-
-class LineList(list[Any]):
-    """A YAML sequence that remembers its own line and the line of each item (1-based)."""
-
-    line: int
-    item_lines: list[int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader whose mappings and sequences carry line numbers; duplicate keys are errors."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[int, str]] = []
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
-    loader.flatten_mapping(node)
-    out = LineDict()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in out:
-            loader.duplicates.append((line, f"duplicate key {key!r}"))
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = line
-    return out
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    out = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def load_yaml_with_lines(text: str) -> tuple[object, list[tuple[int, str]]]:
-    """Parse YAML text; return the document (mappings as `LineDict`) and `(line, message)` problems.
-
-    Syntax errors raise `yaml.YAMLError` (its `problem_mark` has the line).
-    """
-    loader = _LineLoader(text)
-    try:
-        document = loader.get_single_data()
-    finally:
-        loader.dispose()
-    return document, loader.duplicates
-
-
-def line_of(document: object, loc: tuple[int | str, ...]) -> int:
-    """Return the line of the deepest node of `document` that `loc` (a pydantic error path) reaches."""
-    line = getattr(document, "line", 1)
-    node = document
-    for part in loc:
-        if isinstance(node, LineDict) and part in node:
-            line = node.key_lines[part]
-            node = node[part]
-        elif isinstance(node, LineList) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.item_lines[part]
-            node = node[part]
-        else:
-            break
-    return line

@@ -7,29 +7,34 @@ Validation collects every problem as `file:line: message` and loads nothing if t
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Final, Literal, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
+    Strict,
+    StrictInt,
     ValidationError,
     model_validator,
 )
 
 from core.metrics import CATALOG, Metric, MetricKind
 from core.site import LEVELS, DeviceKind, SitePath
-from core.types import Priority, Severity
+from core.types import ENVELOPE_LIMITS, Priority, Severity
+from core.yaml_located import Located, YamlError, load_file, load_located
+from core.zones import check_zone
 from rules.errors import RuleFileError
-from rules.parsing import DailyRange, line_of, load_yaml_with_lines, parse_duration
+from rules.parsing import DailyRange, parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in a rule file as `30s`, `10m`, `1h30m` or a bare number of seconds."""
@@ -45,12 +50,29 @@ def _daily_range(value: object) -> DailyRange:
     return value if isinstance(value, DailyRange) else DailyRange.parse(value)
 
 
-def _zone_name(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return name
+MAX_THRESHOLD: Final = 1e9
+"""Thresholds and window targets lie within plus or minus this."""
+
+
+def _number(value: object) -> float:
+    """A finite number within `MAX_THRESHOLD`, written as a number (not `true`, not text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        short = isinstance(value, str) and len(value) <= 40  # noqa: PLR2004
+        shown = repr(value) if short else type(value).__name__
+        raise ValueError(f"expected a number, got {shown}")  # noqa: TRY004 - pydantic reports ValueError
+    if isinstance(value, int) and abs(value) > MAX_THRESHOLD:
+        raise ValueError(f"a threshold lies within -{MAX_THRESHOLD:g}..{MAX_THRESHOLD:g}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number (not .inf or .nan)")
+    if abs(number) > MAX_THRESHOLD:
+        raise ValueError(f"a threshold lies within -{MAX_THRESHOLD:g}..{MAX_THRESHOLD:g}")
+    return number
+
+
+def _equals_value(value: object) -> bool | float:
+    """`true`/`false` for a boolean metric, a number (as `_number`) for a numeric one."""
+    return value if isinstance(value, bool) else _number(value)
 
 
 def _site_path(value: object) -> SitePath:
@@ -59,6 +81,11 @@ def _site_path(value: object) -> SitePath:
 
 DailyRangeField = Annotated[DailyRange, BeforeValidator(_daily_range)]
 SitePathField = Annotated[SitePath, BeforeValidator(_site_path)]
+Threshold = Annotated[float, PlainValidator(_number)]
+"""A finite number within plus or minus `MAX_THRESHOLD`."""
+EqualsValue = Annotated[bool | float, PlainValidator(_equals_value)]
+ZoneName = Annotated[str, AfterValidator(check_zone)]
+Count = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
 
 
 class _Strict(BaseModel):
@@ -83,9 +110,9 @@ class Match(_Strict):
 class Condition(_Strict):
     """One comparison: exactly one of `above`, `below`, `equals`."""
 
-    above: float | None = None
-    below: float | None = None
-    equals: bool | float | None = None
+    above: Threshold | None = None
+    below: Threshold | None = None
+    equals: EqualsValue | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -100,12 +127,12 @@ class Window(_Strict):
 
     agg: Aggregate
     over: Duration
-    min_samples: int = Field(default=1, ge=1)
+    min_samples: Count = 1
     min_span: Duration = 0.0
     """The samples must cover at least this long (first to last) before the aggregate counts."""
-    target: float | None = None
+    target: Threshold | None = None
     """For `forecast_hours`: the level whose predicted crossing is measured (e.g. 100 % full)."""
-    reset_drop: float | None = Field(default=None, gt=0)
+    reset_drop: Annotated[Threshold, Field(gt=0)] | None = None
     """For `forecast_hours`: a fall larger than this starts a new trend (a bin was emptied)."""
 
     @model_validator(mode="after")
@@ -129,20 +156,20 @@ class Escalation(_Strict):
 class WorkOrder(_Strict):
     """The work-order hint carried on the rule's events."""
 
-    category: str = Field(min_length=1)
+    category: str = Field(min_length=1, max_length=ENVELOPE_LIMITS.category)
     priority: Priority
 
 
 class Rule(_Strict):
     """One alarm rule; see docs/rules.md for the meaning of each key."""
 
-    id: str = Field(pattern=_ID_PATTERN)
-    description: str = ""
+    id: str = Field(pattern=_ID_PATTERN, max_length=ENVELOPE_LIMITS.rule_id)
+    description: str = Field(default="", max_length=ENVELOPE_LIMITS.description)
     type: RuleType = "threshold"
     match: Match
-    above: float | None = None
-    below: float | None = None
-    equals: bool | float | None = None
+    above: Threshold | None = None
+    below: Threshold | None = None
+    equals: EqualsValue | None = None
     clear: Condition | None = None
     window: Window | None = None
     for_: Duration = Field(default=0.0, alias="for")
@@ -155,14 +182,16 @@ class Rule(_Strict):
     armed: DailyRangeField | None = None
     entry_delay: Duration = 0.0
     active_hours: DailyRangeField | None = None
-    timezone: Annotated[str, AfterValidator(_zone_name)] | None = None
-    no_data_factor: float = Field(default=3.0, gt=1.0)
+    timezone: ZoneName | None = None
+    no_data_factor: Annotated[float, Strict(), AllowInfNan(allow_inf_nan=False)] = Field(
+        default=3.0, gt=1.0, le=1000.0
+    )
     resend: Duration = 60.0
     inhibited_by: tuple[str, ...] = ()
     scope: ScopeLevel | None = None
     within: Duration | None = None
-    min_devices: int | None = Field(default=None, ge=1)
-    min_events: int | None = Field(default=None, ge=1)
+    min_devices: Count | None = None
+    min_events: Count | None = None
 
     @property
     def condition(self) -> Condition | None:
@@ -175,6 +204,23 @@ class Rule(_Strict):
     def version(self) -> str:
         """A short hash of the rule's content; changes whenever the rule does."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+    def _equals_problems(self, *, boolean: bool) -> list[str]:
+        """`equals` compares like with like: a boolean metric's raw value, or a number."""
+        metric = self.match.metric
+        if metric is None:
+            return []
+        flags = boolean and self.window is None  # a window's aggregate is a number
+        problems = []
+        clear_equals = self.clear.equals if self.clear is not None else None
+        for where, value in (("equals", self.equals), ("clear.equals", clear_equals)):
+            if value is None:
+                continue
+            if flags and not isinstance(value, bool):
+                problems.append(f"{metric} is boolean: {where} takes true or false")
+            elif not flags and isinstance(value, bool):
+                problems.append(f"{where} compares a number here: give a number, not {value}")
+        return problems
 
     @model_validator(mode="after")
     def _check(self) -> Self:  # noqa: C901, PLR0912 - one place lists every cross-field rule
@@ -194,6 +240,7 @@ class Rule(_Strict):
         boolean = metric is not None and CATALOG[metric].kind is MetricKind.BOOLEAN
         if boolean and self.window is None and (self.above is not None or self.below is not None):
             problems.append(f"{metric} is boolean: use equals: true/false (or a count_true window)")
+        problems.extend(self._equals_problems(boolean=boolean))
         if self.window is not None:
             if self.window.agg == "count_true" and not boolean:
                 problems.append("window agg count_true needs a boolean metric")
@@ -258,7 +305,7 @@ class NotAlarmed(_Strict):
 class RuleFile(_Strict):
     """The top level of one rule file."""
 
-    timezone: Annotated[str, AfterValidator(_zone_name)] | None = None
+    timezone: ZoneName | None = None
     """The zone of schedules in this file; without it, the site's zone given to the loader."""
     rules: tuple[Rule, ...] = ()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
@@ -266,18 +313,10 @@ class RuleFile(_Strict):
 
 
 def _site_zone(name: str) -> str:
-    problems: list[str] = []
-    _check_timezone(name, problems)
-    if problems:
-        raise RuleFileError([f"<site>:0: {problems[0]}"])
-    return name
-
-
-def _check_timezone(name: str, problems: list[str]) -> None:
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"unknown time zone {name!r}")
+        return check_zone(name)
+    except ValueError as err:
+        raise RuleFileError([f"<site>:0: {err}"]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,20 +346,17 @@ class RuleSet:
         raise KeyError(rule_id)
 
 
-def _parse_one(text: str, filename: str, errors: list[str]) -> tuple[RuleFile, object] | None:
-    try:
-        document, duplicates = load_yaml_with_lines(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(err, "problem", None) or str(err)
-        errors.append(f"{filename}:{line}: YAML syntax error: {problem}")
+def _parse_one(
+    loaded: Located | YamlError, filename: str, errors: list[str]
+) -> tuple[RuleFile, Located] | None:
+    if isinstance(loaded, YamlError):
+        errors.extend(yaml_errors(loaded, "rule file"))
         return None
-    errors.extend(f"{filename}:{line}: {message}" for line, message in duplicates)
-    if document is None:
-        document = {}
+    document = loaded.data if loaded.data is not None else {}
     if not isinstance(document, dict):
-        errors.append(f"{filename}:1: a rule file is a mapping with a 'rules' list")
+        errors.append(
+            f"{filename}:{loaded.line_of(())}: a rule file is a mapping with a 'rules' list"
+        )
         return None
     try:
         parsed = RuleFile.model_validate(document)
@@ -329,32 +365,57 @@ def _parse_one(text: str, filename: str, errors: list[str]) -> tuple[RuleFile, o
             loc = tuple(problem["loc"])
             where = ".".join(str(p) for p in loc if not _is_union_tag(p))
             message = problem["msg"].removeprefix("Value error, ")
-            errors.append(f"{filename}:{line_of(document, loc)}: {where}: {message}")
+            errors.append(f"{filename}:{loaded.line_of(loc)}: {where}: {message}")
         return None
-    if duplicates:
-        return None
-    return parsed, document
+    return parsed, loaded
+
+
+def yaml_errors(err: YamlError, what: str) -> list[str]:
+    """`file:line: message` for each problem of a YAML file that could not be read or parsed."""
+    return [
+        f"{issue.file}:{issue.line}: "
+        + (
+            f"cannot read {what}: {issue.message.removeprefix('cannot read: ')}"
+            if issue.message.startswith("cannot read: ")
+            else issue.message
+        )
+        for issue in err.issues
+    ]
+
+
+def _read(path: str | Path) -> Located | YamlError:
+    try:
+        return load_file(path)
+    except YamlError as err:
+        return err
+
+
+def _parse_text(text: str, filename: str) -> Located | YamlError:
+    try:
+        return load_located(text, filename)
+    except YamlError as err:
+        return err
 
 
 def _is_union_tag(part: int | str) -> bool:
     return isinstance(part, str) and (part in {"float", "bool", "int", "str"} or "[" in part)
 
 
-def _collect(files: Iterable[tuple[str, str]], timezone: str) -> RuleSet:
+def _collect(files: Iterable[tuple[str, Located | YamlError]], timezone: str) -> RuleSet:
     errors: list[str] = []
     loaded: list[LoadedRule] = []
     windows: list[MaintenanceWindow] = []
     not_alarmed: list[NotAlarmed] = []
     sources: list[str] = []
     seen: dict[str, str] = {}
-    for filename, text in files:
+    for filename, source in files:
         sources.append(filename)
-        result = _parse_one(text, filename, errors)
+        result = _parse_one(source, filename, errors)
         if result is None:
             continue
         parsed, document = result
         for index, rule in enumerate(parsed.rules):
-            line = line_of(document, ("rules", index))
+            line = document.line_of(("rules", index))
             where = f"{filename}:{line}"
             if rule.id in seen:
                 errors.append(
@@ -383,7 +444,7 @@ def parse_rules(text: str, filename: str = "<rules>", *, timezone: str = "UTC") 
 
     `timezone` is the site's zone, used by files that name none.
     """
-    return _collect([(filename, text)], _site_zone(timezone))
+    return _collect([(filename, _parse_text(text, filename))], _site_zone(timezone))
 
 
 def load_rule_files(paths: Iterable[str | Path], *, timezone: str = "UTC") -> RuleSet:
@@ -392,20 +453,7 @@ def load_rule_files(paths: Iterable[str | Path], *, timezone: str = "UTC") -> Ru
     `timezone` is the site's zone, used by files that name none.
     """
     zone = _site_zone(timezone)
-    texts: list[tuple[str, str]] = []
-    unreadable: list[str] = []
-    for path in paths:
-        try:
-            texts.append((str(path), Path(path).read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as err:
-            unreadable.append(f"{path}:0: cannot read rule file: {err}")
-    try:
-        ruleset = _collect(texts, zone)
-    except RuleFileError as err:
-        raise RuleFileError([*unreadable, *err.errors]) from None
-    if unreadable:
-        raise RuleFileError(unreadable)
-    return ruleset
+    return _collect([(str(path), _read(path)) for path in paths], zone)
 
 
 __all__ = [

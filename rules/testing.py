@@ -7,26 +7,41 @@ fresh `RuleEngine` (readings at their times, a tick every `tick`) and compares t
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from core.derived import Derivation, DerivationError, FlagMemory, derive, parse_derivations
 from core.metrics import CATALOG, Metric, MetricKind, quality_of
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import AlarmEvent, AlarmState, Reading, Severity
+from core.yaml_located import YamlError, load_file
 from rules.engine import RuleEngine
 from rules.errors import RuleFileError
-from rules.parsing import format_duration, line_of, load_yaml_with_lines
-from rules.spec import Duration, SitePathField, load_rule_files
+from rules.parsing import format_duration
+from rules.spec import Duration, SitePathField, ZoneName, load_rule_files, yaml_errors
 
 _NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 _SERIES_TOKEN: Final = re.compile(rf"^({_NUMBER}|true|false|_)(?:([+-])({_NUMBER}))?(?:x(\d+))?$")
+MAX_SERIES_VALUES: Final = 100_000
+"""The most values one input series may expand to."""
+_COUNT_DIGITS: Final = len(str(MAX_SERIES_VALUES)) + 1
+MAX_STEPS: Final = 1_000_000
+"""The most ticks one test may run (its duration divided by its tick)."""
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+Tick = Annotated[Duration, AfterValidator(_positive)]
 
 
 class _Strict(BaseModel):
@@ -80,7 +95,7 @@ class RuleTest(_Strict):
     input_series: tuple[Series, ...] = ()
     expected_events: tuple[ExpectedEvent, ...] = ()
     duration: Duration | None = None
-    tick: Duration | None = None
+    tick: Tick | None = None
     include_resends: bool = False
 
 
@@ -89,9 +104,9 @@ class RuleTestFile(_Strict):
 
     rule_files: tuple[str, ...] = Field(min_length=1)
     site: str = "test-site"
-    timezone: str = "UTC"
+    timezone: ZoneName = "UTC"
     start: datetime
-    tick: Duration = 1.0
+    tick: Tick = 1.0
     devices: dict[str, TestDevice] = Field(default_factory=dict)
     tests: tuple[RuleTest, ...] = Field(min_length=1)
 
@@ -118,9 +133,13 @@ def expand_values(text: str, boolean: bool) -> list[float | bool | None]:  # noq
     for token in text.split():
         m = _SERIES_TOKEN.match(token)
         if m is None:
-            raise ValueError(f"bad series token {token!r}")
+            raise ValueError(f"bad series token {_clip(token)}")
         base, sign, step, count = m.groups()
-        repeat = int(count) + 1 if count is not None else 1
+        repeat = int(count) + 1 if count is not None and len(count) < _COUNT_DIGITS else 1
+        if count is not None and (
+            len(count) >= _COUNT_DIGITS or len(out) + repeat > MAX_SERIES_VALUES
+        ):
+            raise ValueError(f"series expands to more than {MAX_SERIES_VALUES} values")
         if base == "_" or base in {"true", "false"}:
             if step is not None:
                 raise ValueError(f"bad series token {token!r}: no step on {base}")
@@ -129,10 +148,19 @@ def expand_values(text: str, boolean: bool) -> list[float | bool | None]:  # noq
             continue
         start = float(base)
         delta = float(step or 0) * (-1 if sign == "-" else 1)
-        out.extend(start + delta * i for i in range(repeat))
+        values = [start + delta * i for i in range(repeat)]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"series token {_clip(token)} gives a number too large")
+        out.extend(values)
+    if len(out) > MAX_SERIES_VALUES:
+        raise ValueError(f"series expands to more than {MAX_SERIES_VALUES} values")
     if boolean:
         return [v if v is None or isinstance(v, bool) else bool(v) for v in out]
     return [float(v) if isinstance(v, bool) else v for v in out]
+
+
+def _clip(token: str) -> str:
+    return repr(token if len(token) <= 40 else token[:40] + "...")  # noqa: PLR2004
 
 
 def _readings(series: Series, start: datetime) -> list[tuple[float, Reading]]:
@@ -226,35 +254,36 @@ def load_test_file(path: str | Path) -> RuleTestFile:
     """Read and validate a test file; raise `RuleFileError` with `file:line` messages."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        document, duplicates = load_yaml_with_lines(text)
-    except (OSError, UnicodeDecodeError) as err:
-        raise RuleFileError([f"{name}:0: cannot read test file: {err}"]) from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise RuleFileError(
-            [f"{name}:{mark.line + 1 if mark else 1}: YAML syntax error: {err}"]
-        ) from err
-    errors = [f"{name}:{line}: {msg}" for line, msg in duplicates]
+        document = load_file(path)
+    except YamlError as err:
+        raise RuleFileError(yaml_errors(err, "test file")) from None
+    errors: list[str] = []
     try:
-        parsed = RuleTestFile.model_validate(document)
+        parsed = RuleTestFile.model_validate(document.data)
     except ValidationError as err:
         for problem in err.errors():
             loc = tuple(problem["loc"])
-            where = ".".join(str(p) for p in loc)
-            errors.append(
-                f"{name}:{line_of(document, loc)}: {where}: {problem['msg'].removeprefix('Value error, ')}"
-            )
+            where = ".".join(str(p) for p in loc) or "(document)"
+            message = problem["msg"].removeprefix("Value error, ")
+            errors.append(f"{name}:{document.line_of(loc)}: {where}: {message}")
         raise RuleFileError(errors) from None
-    if errors:
-        raise RuleFileError(errors)
     for t_index, test in enumerate(parsed.tests):
+        last_input = 0.0
         for s_index, series in enumerate(test.input_series):
             try:
-                expand_values(series.values, boolean=False)
+                count = len(expand_values(series.values, boolean=False))
             except ValueError as err:
-                line = line_of(document, ("tests", t_index, "input_series", s_index, "values"))
+                line = document.line_of(("tests", t_index, "input_series", s_index, "values"))
                 errors.append(f"{name}:{line}: {err}")
+                continue
+            last_input = max(last_input, series.start + series.interval * count)
+        last_expected = max((e.at for e in test.expected_events), default=0.0)
+        duration = max(last_input, last_expected) if test.duration is None else test.duration
+        if duration / (test.tick or parsed.tick) > MAX_STEPS:
+            errors.append(
+                f"{name}:{document.line_of(('tests', t_index))}: tests.{t_index}: runs more than "
+                f"{MAX_STEPS} ticks (shorten the test or lengthen its tick)"
+            )
     if errors:
         raise RuleFileError(errors)
     return parsed

@@ -6,6 +6,7 @@ simulators/scenarios/ for examples.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,34 +15,61 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 
 from core.site import LEVELS, SitePath
+from core.yaml_located import Loc, Located, YamlError, load_file, load_located
 from firmware_adapters.registry import CODECS
 from simulators.faults import FAULT_TYPES, Fault, Scope
 from simulators.models import make_model
-from simulators.yaml_located import Loc, YamlError, load_located
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
+MAX_DURATION_S = 366 * 86_400.0
+"""The longest duration a scenario may name."""
+
+
 def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like `90`, `45s`, `30m`, `2h`, `7d`."""
+    """Seconds from a number or a string like `90`, `45s`, `30m`, `2h`, `7d` (at most 366 days)."""
     if isinstance(value, bool):
-        raise TypeError("a duration is a number of seconds or a string like '30m'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
+        raise ValueError("a duration is a number of seconds or a string like '30m'")  # noqa: TRY004
+    seconds: float | None = None
+    if isinstance(value, float):
+        seconds = value
+    elif isinstance(value, int):  # a huge int would overflow float()
+        seconds = (
+            float(value) if abs(value) <= MAX_DURATION_S else math.inf if value > 0 else -math.inf
+        )
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f"not a duration: {value!r} (use e.g. 45s, 30m, 2h, 7d)")
+            seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds is None or math.isnan(seconds):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."  # noqa: PLR2004
+        raise ValueError(f"not a duration: {shown} (use e.g. 45s, 30m, 2h, 7d)")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError("a duration is at most 366d")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Number = Annotated[float, Strict(), AllowInfNan(allow_inf_nan=False)]
+"""A finite number written as one (not `true`, `.inf` or `.nan`)."""
+Integer = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
 Transport = Literal["lorawan", "zigbee2mqtt", "modbus", "serial", "ip"]
 
 
@@ -97,7 +125,7 @@ class Device(_Strict):
     location: str
     interval: Duration = 300.0
     tick: Duration | None = None
-    params: dict[str, float | int | list[float]] = Field(default_factory=dict)
+    params: dict[str, Integer | Number | list[Number]] = Field(default_factory=dict)
     address: dict[str, str | int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -120,7 +148,7 @@ class TimelineEntry(_Strict):
     fault: str | None = None
     device: str | None = None
     devices: list[str] = Field(default_factory=list)
-    params: dict[str, float | int | str] = Field(default_factory=dict)
+    params: dict[str, Integer | Number | str] = Field(default_factory=dict)
     detect_within: Duration | None = None
     """How soon after `at` an agent should raise the incident's alarm (default: the device's
     reporting interval); for incidents that take time to become visible, such as a slow flood."""
@@ -152,7 +180,7 @@ class Scenario(_Strict):
 
     name: str
     description: str = ""
-    seed: int = 0
+    seed: StrictInt = Field(default=0, ge=0, lt=2**63)
     start: datetime = datetime(2026, 1, 5, tzinfo=UTC)
     duration: Duration = 3600.0
     gateway_id: str = "gw-sim"
@@ -209,18 +237,33 @@ def load_scenario(path: Path | str) -> Scenario:
     Raises:
         ScenarioError: with every problem found, each carrying file:line.
     """
-    path = Path(path)
-    return parse_scenario(path.read_text(encoding="utf-8"), str(path))
+    try:
+        doc = load_file(path)
+    except YamlError as err:
+        raise ScenarioError(_yaml_issues(err)) from None
+    return _validate(doc, str(path))
 
 
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     """Validate scenario text; see `load_scenario`."""
     try:
-        doc = load_located(text)
+        doc = load_located(text, filename)
     except YamlError as err:
-        raise ScenarioError([ScenarioIssue(filename, err.line, str(err))]) from err
+        raise ScenarioError(_yaml_issues(err)) from None
+    return _validate(doc, filename)
+
+
+def _yaml_issues(err: YamlError) -> list[ScenarioIssue]:
+    return [ScenarioIssue(issue.file, issue.line, issue.message) for issue in err.issues]
+
+
+def _validate(doc: Located, filename: str) -> Scenario:
+    if doc.data is None:
+        raise ScenarioError(
+            [ScenarioIssue(filename, 1, "the file is empty: a scenario is a mapping")]
+        )
     if not isinstance(doc.data, dict):
-        raise ScenarioError([ScenarioIssue(filename, 1, "a scenario is a mapping")])
+        raise ScenarioError([ScenarioIssue(filename, doc.line_of(()), "a scenario is a mapping")])
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as err:
@@ -237,6 +280,7 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
 
 def _describe(loc: tuple[str | int, ...], msg: str) -> str:
     where = ".".join(str(p) for p in loc)
+    msg = msg.removeprefix("Value error, ")
     return f"{where}: {msg}" if where else msg
 
 

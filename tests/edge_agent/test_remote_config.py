@@ -129,8 +129,23 @@ async def test_changes_that_need_a_restart_are_refused(tmp_path: Path) -> None:
     assert "kitchen" in bindings.current.by_friendly_name
     assert (await handler(b"just text"))["accepted"] is False
     latin1 = await handler("rules: caf\xe9".encode("latin-1"))
-    assert "payload: not UTF-8" in str(latin1["errors"])
+    assert latin1["errors"] == ["config-topic:1: not UTF-8 text (byte 10)"]
     assert (await handler(b""))["accepted"] is True
+
+
+async def test_a_hostile_payload_is_refused_with_its_line_not_a_crash(tmp_path: Path) -> None:
+    handler, _, _, _ = make_handler(tmp_path)
+    deep = b"rules: " + b"[" * 5000 + b"]" * 5000
+    nested = await handler(deep)
+    assert nested["accepted"] is False
+    assert "config-topic:1: " in nested["errors"][0]
+    assert "nest" in nested["errors"][0]
+    bad_scalar = await handler(b"version: 1\nrules: !!int abc\n")
+    assert bad_scalar["accepted"] is False
+    assert bad_scalar["errors"][0].startswith("config-topic:2: ")
+    huge = await handler(b"rules: '" + b"x" * (5 * 1024 * 1024) + b"'")
+    assert huge["accepted"] is False
+    assert "over the" in huge["errors"][0]
 
 
 async def test_sources_and_pipeline_are_handed_to_the_agent_to_apply(tmp_path: Path) -> None:

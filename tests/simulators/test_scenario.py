@@ -97,3 +97,36 @@ def test_every_problem_is_reported_at_once() -> None:
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "text"),
+    [
+        ("start: 2026-01-05T00:00:00+08:00", "start: 2026-13-05", 2, "month must be in 1..12"),
+        ("name: t", "name: !!timestamp x", 1, "!!timestamp 'x' is not valid"),
+        ("name: t", "name: t\nseed: -1", 2, "seed: Input should be greater than or equal to 0"),
+        ("duration: 1h", "duration: .inf", 3, "duration: a duration is at most 366d"),
+        ("duration: 1h", "duration: .nan", 3, "duration: not a duration"),
+        ("location: c1/b1}", "location: c1/b1, interval: true}", 11, "interval: a duration is"),
+        ("location: c1/b1}", "location: c1/b1, params: {depth_mm: .nan}}", 11, "finite number"),
+        ("{p: 0.5}", "{p: .inf}", 14, "finite number"),
+        ("name: t", "name: t\nname: u", 2, "duplicate key 'name' (first at line 1)"),
+        ("name: t", "name: &n [*n]", 1, "refers to itself"),
+        ("name: t", "name: t\x00", 1, "non-printable character U+0000 (NUL)"),
+    ],
+)
+def test_hostile_values_are_located_errors(old: str, new: str, line: int, text: str) -> None:
+    assert old in GOOD
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(GOOD.replace(old, new), "site.yaml")
+    messages = [str(i) for i in info.value.issues]
+    assert any(m.startswith(f"site.yaml:{line}:") and text in m for m in messages), messages
+
+
+def test_an_empty_or_unreadable_scenario_is_a_located_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"^site.yaml:1: the file is empty"):
+        parse_scenario("", "site.yaml")
+    with pytest.raises(ScenarioError, match="not a regular file"):
+        load_scenario("/dev/zero")
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(tmp_path)
