@@ -1,4 +1,4 @@
-"""Streaming framer for GB/T 26875.3-2011 frames (`@@ header app sum ##`)."""
+"""Streaming framer for GB/T 26875.3 frames (`@@ header app sum ##`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from firmware_adapters.gbt26875.frame import OVERHEAD, START, frame_problem
 class Gbt26875Framer:
     """Finds `@@ ... ##` frames with a good sum in a byte stream.
 
-    Bytes before a start marker are discarded as `malformed`; a false start (wrong version, length
-    over 1024, no `##` where the length says) discards one byte and resynchronises; a frame with a
-    bad sum is discarded as `checksum` up to the next start marker inside it, or whole if there is
-    none: a length damaged in transit may make one frame seem to end where a later frame ends, and
-    the good frames inside must not go with it. For the same reason a frame still waiting for the
-    bytes its length promises is given up (as `malformed`) as soon as a complete good frame starts
-    inside it, so a damaged length never holds back the frames that follow.
+    Bytes before a start marker are discarded as `malformed`. A candidate frame that fails a
+    check (wrong version, length over 1024, no `##` where the length says, bad sum) is discarded
+    by reason up to the next start marker after its own, never past it: a length damaged in
+    transit may make one frame seem to end where a later frame ends, and the frames inside must
+    not go with it. A candidate that holds a complete good frame after its start is not a frame
+    either, even when its sum matches by chance; it is discarded as `length` as soon as that
+    inner frame is complete, so a damaged length never holds back the frames that follow.
     """
 
     def __init__(self) -> None:
@@ -35,27 +35,33 @@ class Gbt26875Framer:
             self.errors[DecodeReason.MALFORMED.value] += 1
             return start, None
         total, reason, _ = frame_problem(buf)
-        if reason is DecodeReason.CHECKSUM:
-            self.errors[reason.value] += 1
-            inner = buf.find(START, 2, total)
-            return (total if inner < 0 else inner), None
+        if reason is None and _holds_a_frame(buf[: total or len(buf)]):
+            reason = DecodeReason.LENGTH
         if reason is not None:
             self.errors[reason.value] += 1
-            return max(total, 1), None
+            return _next_start(buf), None
         if total == 0:
-            inner = _complete_frame_inside(buf)
-            if inner:
-                self.errors[DecodeReason.MALFORMED.value] += 1
-            return inner, None
+            return 0, None
         return total, buf[:total]
 
 
-def _complete_frame_inside(buf: bytes) -> int:
-    """Offset of the first complete good frame after the start of `buf`, or 0 if there is none."""
-    at = buf.find(START, 2)
-    while 0 < at <= len(buf) - OVERHEAD:
-        total, reason, _ = frame_problem(buf[at:])
+def _next_start(buf: bytes) -> int:
+    """Bytes before the next start marker after the start of `buf`.
+
+    All of `buf` when there is none, except a last `@` that may begin one.
+    """
+    at = buf.find(START, 1)
+    if at >= 0:
+        return at
+    return len(buf) - 1 if buf.endswith(START[:1]) else len(buf)
+
+
+def _holds_a_frame(candidate: bytes) -> bool:
+    """Whether a complete good frame starts after the first byte of `candidate` and ends in it."""
+    at = candidate.find(START, 1)
+    while 0 < at <= len(candidate) - OVERHEAD:
+        total, reason, _ = frame_problem(candidate[at:])
         if total and reason is None:
-            return at
-        at = buf.find(START, at + 1)
-    return 0
+            return True
+        at = candidate.find(START, at + 1)
+    return False

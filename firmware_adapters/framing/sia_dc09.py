@@ -134,7 +134,17 @@ def parse_message(codec_id: str, payload: bytes, *, allow_encrypted: bool = Fals
 
 
 class SiaDc09Framer:
-    """Finds `LF ... CR` DC-09 messages with a good length and CRC in a byte stream."""
+    """Finds `LF ... CR` DC-09 messages with a good length and CRC in a byte stream.
+
+    Bytes before an LF are discarded as `malformed`. A candidate message that fails a check (no
+    hex header after its LF, a CR before the end its length field gives, no CR at that end, a
+    bad CRC) is discarded by reason up to the next LF, never past it, so a message cut off in
+    transit does not take the message after it along. A body never holds CR, so a candidate
+    whose length field runs over a later complete message is given up as soon as that message's
+    CR arrives (never held back waiting for the bytes its length promises). A candidate whose
+    length field ends exactly at a later message's CR with a CRC that matches by chance is
+    discarded as `length` when that later message is itself good.
+    """
 
     def __init__(self) -> None:
         self.errors: Counter[str] = Counter()
@@ -147,9 +157,28 @@ class SiaDc09Framer:
             self.errors[DecodeReason.MALFORMED.value] += 1
             return garbage, None
         total, reason, _ = message_problem(buf)
+        if reason is None and total and _holds_a_message(buf[:total]):
+            reason = DecodeReason.LENGTH
         if reason is not None:
             self.errors[reason.value] += 1
-            return max(total, 1), None
+            return _next_start(buf), None
         if total == 0:
             return 0, None
         return total, buf[:total]
+
+
+def _next_start(buf: bytes) -> int:
+    """Bytes before the next LF after the start of `buf` (all of `buf` if there is none)."""
+    at = buf.find(b"\n", 1)
+    return len(buf) if at < 0 else at
+
+
+def _holds_a_message(candidate: bytes) -> bool:
+    """Whether a good message other than `candidate` itself ends at its CR."""
+    at = candidate.find(b"\n", HEAD_LEN)
+    while at >= 0:
+        total, reason, _ = message_problem(candidate[at:])
+        if reason is None and total == len(candidate) - at:
+            return True
+        at = candidate.find(b"\n", at + 1)
+    return False

@@ -194,7 +194,7 @@ def test_a_damaged_gbt_length_does_not_hold_back_the_frames_after_it() -> None:
     buffer = StreamBuffer(Gbt26875Framer())
     assert list(buffer.feed(damaged + rest[0])) == [rest[0]]
     assert list(buffer.feed(b"".join(rest[1:]))) == rest[1:]
-    assert buffer.framer.errors["malformed"] >= 1
+    assert buffer.framer.errors["length"] == 1
 
 
 def test_a_damaged_gbt_length_ending_on_a_later_frame_loses_only_itself() -> None:
