@@ -149,6 +149,7 @@ class Agent:
             self.clock,
             submit_durable=pipeline.submit_durable,
             submit_many=pipeline.submit_many,
+            dead_letter=pipeline.dead_letter,
         )
         try:
             await pipeline.save_state()

@@ -1,7 +1,12 @@
-"""Dead letters: frames no codec could decode, kept with raw hex and reason for a week (SQLite)."""
+"""Dead letters: frames no codec could decode, kept with raw hex and reason for a week (SQLite).
+
+Also `FailureLog`, which logs a codec's unforeseen failure (a bug, reason `codec_error`) with its
+traceback once per codec and exception type, so that a stream of bad frames does not flood the log.
+"""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,3 +124,31 @@ class _Transaction:
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class FailureLog:
+    """Logs unforeseen exceptions with their traceback, once per (codec id, exception type).
+
+    Later ones of the same kind go to debug level: they are still counted and dead-lettered by the
+    caller, which is where an operator looks for them.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        """Log to `logger`."""
+        self._logger = logger
+        self._seen: set[tuple[str, str]] = set()
+
+    def report(self, codec_id: str, where: str, err: BaseException) -> None:
+        """Log `err` (raised by `codec_id` while `where`) with its traceback the first time."""
+        cause = err.__cause__ if isinstance(err.__cause__, BaseException) else err
+        kind = (codec_id, type(cause).__name__)
+        if kind in self._seen:
+            self._logger.debug("codec %s failed again %s: %r", codec_id, where, cause)
+            return
+        self._seen.add(kind)
+        self._logger.error(
+            "codec %s failed %s (logged once per exception type; counted and dead-lettered)",
+            codec_id,
+            where,
+            exc_info=err,
+        )

@@ -11,7 +11,10 @@ the metric catalog, adds the readings that device bindings derive from them (`co
 fill from its distance, a fence contact as an intrusion; this is the one place that happens), lets the
 rule engine observe every reading, and writes the batch's readings and
 alarm events to the outbox in one transaction. Frames that fail to decode go to the dead-letter table
-with their raw bytes, and are counted by codec and reason; nothing stops the pipeline.
+with their raw bytes, and are counted by codec and reason; nothing stops the pipeline. A codec's
+unforeseen failure (reason `codec_error`) is also logged with its traceback, once per codec and
+exception type. Values a codec dropped from a frame that otherwise decoded (`DecodeIssue`
+warnings: `non_finite`, `undefined_value`) are counted by codec and issue kind.
 """
 
 from __future__ import annotations
@@ -26,22 +29,24 @@ from typing import Protocol
 
 from core.clock import Clock
 from core.derived import Derivation, FlagMemory, derive
+from core.envelope_json import sendable
+from core.errors import EnvelopeError
 from core.metrics import Metric, Quality, quality_of
 from core.site import bound_device
 from core.types import AlarmEvent, RawFrame, Reading
-from edge_agent.dead_letter import DeadLetter, DeadLetterStore
+from edge_agent.dead_letter import DeadLetter, DeadLetterStore, FailureLog
 from edge_agent.frame_queue import FrameQueue
 from edge_agent.outbox.base import Outbox
 from edge_agent.selfstats import SELF_CODEC, PipelineStats
 from firmware_adapters.codec import Codec
-from firmware_adapters.errors import DecodeError
+from firmware_adapters.errors import DecodeError, DecodeIssue, DecodeReason, internal_error
 
 _LOG = logging.getLogger(__name__)
 
 UNKNOWN_CODEC = "unknown_codec"
 """Dead-letter reason of a frame naming a codec that is not registered."""
-CODEC_CRASH = "codec_error"
-"""Dead-letter reason of a codec that raised something other than `DecodeError` (a codec bug)."""
+CODEC_CRASH = DecodeReason.CODEC_ERROR.value
+"""Dead-letter reason of a codec that failed in a way it did not foresee (a codec bug)."""
 
 
 class AlarmEngine(Protocol):
@@ -108,6 +113,7 @@ class Pipeline:
         self._saved_state: str | None = None
         self._derivations: Mapping[str, tuple[Derivation, ...]] = {}
         self._flag_memory: FlagMemory = {}
+        self._failures = FailureLog(_LOG)
         self.set_derivations(derivations or {})
 
     def set_derivations(self, derivations: Mapping[str, tuple[Derivation, ...]]) -> None:
@@ -270,6 +276,10 @@ class Pipeline:
                     if state is not None:
                         self._saved_state = state
                     break
+                except EnvelopeError:
+                    # A record the envelope format refuses (a NaN from a derivation or a rule, an
+                    # id over its limit): leave such readings out, repair such alarm events.
+                    readings, events = self._sendable(readings, events)
                 except (sqlite3.Error, OSError):
                     # Disk full or failing: hold the batch (the queue fills, sources wait) and retry.
                     self.stats.store_failures += 1
@@ -281,6 +291,24 @@ class Pipeline:
             for listener in self.listeners:
                 listener(events)
 
+    def _sendable(
+        self, readings: Sequence[Reading], events: Sequence[AlarmEvent]
+    ) -> tuple[list[Reading], list[AlarmEvent]]:
+        """The records an envelope can carry; each refusal counted as `envelope_<code>`."""
+        kept, fitted, refusals = sendable(readings, events)
+        for refusal in refusals:
+            self.stats.count_decode_error(refusal.source, f"envelope_{refusal.error.code}")
+        if refusals:
+            first = refusals[0]
+            _LOG.warning(
+                "%d records refused by the envelope format (%d left out), first from %s: %s",
+                len(refusals),
+                sum(r.dropped for r in refusals),
+                first.source,
+                first.error,
+            )
+        return kept, fitted
+
     def _decode(self, frame: RawFrame, letters: list[DeadLetter]) -> list[Reading]:
         codec = self.codecs.get(frame.codec_id)
         if codec is None:
@@ -289,12 +317,19 @@ class Pipeline:
         try:
             result = codec.decode(frame)
         except DecodeError as err:
+            if err.reason is DecodeReason.CODEC_ERROR:
+                self._failures.report(frame.codec_id, f"on a frame from {frame.source_id}", err)
             self._dead(frame, err.reason.value, err.detail, letters)
             return []
         except Exception as err:  # noqa: BLE001 - a codec bug must not stop the gateway
-            _LOG.exception("codec %s raised on a frame from %s", frame.codec_id, frame.source_id)
-            self._dead(frame, CODEC_CRASH, f"{type(err).__name__}: {err}", letters)
+            # `Codec.decode` is guarded; this catches decoders that bypass the guard.
+            error = internal_error(frame.codec_id, err, frame.payload)
+            error.__cause__ = err
+            self._failures.report(frame.codec_id, f"on a frame from {frame.source_id}", error)
+            self._dead(frame, CODEC_CRASH, error.detail, letters)
             return []
+        if result.warnings:
+            self._count_issues(frame.codec_id, result.warnings)
         readings = [_judged(reading) for reading in result.readings]
         if not self._derivations:
             return readings
@@ -309,6 +344,21 @@ class Pipeline:
             if plan is not None:
                 out.extend(_judged(each) for each in derive(reading, plan, self._flag_memory))
         return out
+
+    def _count_issues(self, codec_id: str, warnings: Sequence[str]) -> None:
+        for warning in warnings:
+            if isinstance(warning, DecodeIssue):
+                self.stats.count_decode_error(codec_id, warning.kind.value)
+
+    def dead_letter(self, frame: RawFrame, reason: str, detail: str) -> None:
+        """Count and store at once input a source could not turn into a decodable frame.
+
+        Sources reach it through `SourceContext.dead_letter` (a ChirpStack event that is not an
+        event, a framer or reply builder that failed); `frame` carries the raw bytes.
+        """
+        letters: list[DeadLetter] = []
+        self._dead(frame, reason, detail, letters)
+        self.dead_letters.add_many(letters)
 
     def _dead(self, frame: RawFrame, reason: str, detail: str, letters: list[DeadLetter]) -> None:
         self.stats.count_decode_error(frame.codec_id, reason)

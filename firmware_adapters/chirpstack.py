@@ -28,7 +28,7 @@ from uuid import UUID
 import orjson
 
 from core.types import RawFrame
-from firmware_adapters.errors import DecodeError, DecodeReason
+from firmware_adapters.errors import DecodeError, DecodeReason, internal_error
 
 _DEV_EUI: Final = re.compile(r"[0-9a-f]{16}")
 PARSER_ID: Final = "lorawan.chirpstack.up"
@@ -118,12 +118,27 @@ def _time(text: str, raw: bytes) -> datetime | None:
         raise _fail(f"time {text!r} is not RFC 3339", raw) from None
     if stamp.tzinfo is None:
         raise _fail(f"time {text!r} has no offset", raw)
-    return stamp.astimezone(UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-01:00 is past the last datetime once in UTC
+        raise _fail(f"time {text!r} is out of range in UTC", raw) from None
 
 
 def parse_up_event(payload: bytes | str) -> UplinkEvent:
-    """Parse one `up` event JSON; any defect is a `DecodeError` (reason `malformed`)."""
-    raw = payload.encode() if isinstance(payload, str) else payload
+    """Parse one `up` event JSON; any defect is a `DecodeError` (reason `malformed`).
+
+    Nothing else escapes: an exception the checks did not foresee becomes a `codec_error`.
+    """
+    raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+    try:
+        return _parse(raw)
+    except DecodeError:
+        raise
+    except Exception as err:
+        raise internal_error(PARSER_ID, err, raw) from err
+
+
+def _parse(raw: bytes) -> UplinkEvent:
     try:
         doc = orjson.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -134,8 +149,11 @@ def parse_up_event(payload: bytes | str) -> UplinkEvent:
     dev_eui = _str(info, "devEui", raw).lower()
     if _DEV_EUI.fullmatch(dev_eui) is None:
         raise _fail(f"deviceInfo.devEui {dev_eui!r} is not 16 hex digits", raw)
+    text = _str(doc, "data", raw)
+    if not text.isascii():  # b64decode raises a bare ValueError for these, not binascii.Error
+        raise _fail("data is not base64: non-ASCII characters", raw)
     try:
-        data = base64.b64decode(_str(doc, "data", raw), validate=True)
+        data = base64.b64decode(text, validate=True)
     except binascii.Error as err:
         raise _fail(f"data is not base64: {err}", raw) from None
     rx_list = doc.get("rxInfo", [])

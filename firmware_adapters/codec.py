@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
+from firmware_adapters.errors import DecodeError, internal_error
 from firmware_adapters.framing.base import Framer
 
 TRANSPORTS = frozenset({"lorawan", "zigbee2mqtt", "modbus", "serial", "ip"})
@@ -46,6 +47,10 @@ class Codec:
     produces; it is computed from the codec's field table where it has one, and the registry refuses
     a codec that declares none (the empty default is for ad-hoc codecs in tests). `framer` makes a
     fresh framer for stream transports.
+
+    `decode` is guarded when the codec is built (`guard_decoder`): whatever the function given
+    raises, `Codec.decode` raises only `DecodeError`, with reason `codec_error` for anything the
+    codec did not foresee (the original exception is its `__cause__`, with the traceback).
     """
 
     id: str
@@ -57,6 +62,10 @@ class Codec:
     metrics: frozenset[Metric] = frozenset()
     framer: Callable[[], Framer] | None = None
 
+    def __post_init__(self) -> None:
+        """Guard `decode` (see the class docstring)."""
+        object.__setattr__(self, "decode", guard_decoder(self.id, self.decode))
+
     @property
     def transport(self) -> str:
         """The transport part of the id."""
@@ -67,3 +76,25 @@ def vectors_beside(module_file: str) -> Path:
     """Return the vectors file that sits beside a codec module (`x.py` -> `x.vectors.yaml`)."""
     path = Path(module_file)
     return path.with_name(path.stem + ".vectors.yaml")
+
+
+def guard_decoder(codec_id: str, decode: Decoder) -> Decoder:
+    """Wrap `decode` so that it raises only `DecodeError` (reason `codec_error` for anything else).
+
+    A `DecodeError` passes through unchanged; any other `Exception` becomes one, chained to the
+    original. Wrapping a guarded decoder again returns it as it is. The wrapper costs one call.
+    """
+    if getattr(decode, "_guarded", False):
+        return decode
+
+    def guarded(frame: RawFrame) -> DecodeResult:
+        try:
+            return decode(frame)
+        except DecodeError:
+            raise
+        except Exception as err:
+            raise internal_error(codec_id, err, frame.payload) from err
+
+    guarded.__doc__ = decode.__doc__
+    guarded._guarded = True  # type: ignore[attr-defined]  # noqa: SLF001 - marks the wrapper
+    return guarded

@@ -6,8 +6,10 @@ with GPS (gps flag 1). Type 3 is the parameter confirmation (25 bytes): upload i
 detection interval (min, 8), full threshold (cm, 9), fire threshold (°C, 10), tilt threshold (°,
 11), tilt alarm enabled (12), range (13: 0 -> 2000 mm, else 5000 mm); it yields attributes only.
 
-The flag bytes hold one flag per nibble (0 or 1; anything else is a `range` error); which flag is
-which differs per model and is given by the codec.
+The flag bytes hold one flag per nibble (0 or 1); which flag is which differs per model and is
+given by the codec. A nibble with any other value (or an unused nibble that is set) drops only that
+flag, with an `undefined_value` issue; the rest of the frame still decodes. A GPS float that is NaN
+or infinite is dropped with a `non_finite` issue (`fields.Decoded`).
 
 Decoded per the vendor protocol ("DF702&DF703 Waste Bin Sensor Protocol_LoRaWAN V2.8"), not per the
 TTN decoders, which have known bugs (DEVICE_PROTOCOLS.md §7.5): they ignore the angle sign byte (every
@@ -34,7 +36,7 @@ from typing import Final
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
-from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError, IssueKind
 from firmware_adapters.fields import Decoded
 from firmware_adapters.lorawan import RADIO_METRICS, finish, fport_of
 
@@ -121,15 +123,14 @@ def _measurement(frame: RawFrame, codec_id: str, flags: Flags, out: Decoded) -> 
     out.put(Metric.TILT_DEG, angle)
     out.put("angle_deg", angle if buf[at + 1] == 0 else -angle)
     nibbles = (buf[at + 3] >> 4, buf[at + 3] & 0xF, buf[at + 4] >> 4, buf[at + 4] & 0xF)
-    for value, metric in zip(nibbles, flags, strict=True):
+    for n, (value, metric) in enumerate(zip(nibbles, flags, strict=True)):
         if value > 1 or (metric is None and value):
-            raise _error(
-                codec_id,
-                DecodeReason.RANGE,
-                f"alarm flags 0x{buf[at + 3]:02x}{buf[at + 4]:02x}",
-                frame,
+            name = metric.value if metric is not None else "unused flag"
+            out.issue(
+                IssueKind.UNDEFINED_VALUE,
+                f"{name} (nibble {n} of 0x{buf[at + 3]:02x}{buf[at + 4]:02x}): undefined value {value}",
             )
-        if metric is not None:
+        elif metric is not None:
             out.put(metric, bool(value))
     out.put("frame_counter", buf[at + 5] << 8 | buf[at + 6])
 

@@ -8,10 +8,15 @@ itself back from named values, so one declaration drives both the decoder and th
 
 Keys are canonical metrics (the value becomes a `Reading`) or plain strings (the value becomes a
 `DecodeResult` attribute). Encoders take the same names: a metric's `.value` or the attribute name.
+
+Keep what you can: a NaN or infinite number never leaves `Decoded` (the one value is dropped with a
+`non_finite` `DecodeIssue`), and an enum byte outside its map is reported as `unknown` with an
+`undefined_value` issue while the rest of the frame decodes.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +24,7 @@ from datetime import datetime
 
 from core.metrics import Metric, Quality, quality_of
 from core.types import DecodeResult, RawFrame, Reading, Scalar
-from firmware_adapters.errors import DecodeReason, EncodeError
+from firmware_adapters.errors import DecodeIssue, DecodeReason, EncodeError, IssueKind
 
 Key = Metric | str
 """Where a decoded value goes: a canonical metric (a reading) or an attribute name."""
@@ -46,23 +51,39 @@ class Decoded:
     """Values the device stamped itself (history records); they keep their own time."""
 
     def put(self, key: Key, value: Scalar) -> None:
-        """Record a value under a metric (as a reading) or an attribute name."""
+        """Record a value under a metric (as a reading) or an attribute name.
+
+        A NaN or infinite attribute is dropped with an issue (metric values are checked in `result`,
+        which also sees values appended to `values` directly).
+        """
         if isinstance(key, Metric):
             if isinstance(value, str):
                 msg = f"metric {key} got a string {value!r}"
                 raise TypeError(msg)
             self.values.append((key, value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.drop_non_finite(key, value)
         else:
             self.attributes[key] = value
+
+    def issue(self, kind: IssueKind, detail: str) -> None:
+        """Record a `DecodeIssue` about one value (the rest of the frame still decodes)."""
+        self.warnings.append(DecodeIssue(kind, detail))
+
+    def drop_non_finite(self, key: Key, value: object) -> None:
+        """Record that the NaN or infinite `value` of `key` was dropped."""
+        self.issue(IssueKind.NON_FINITE, f"{key_name(key)}: {value!r} dropped")
 
     def result(self, frame: RawFrame, codec_id: str, extra: Iterable[Reading] = ()) -> DecodeResult:
         """Turn the values into readings of the frame's device, stamped with its receive time.
 
         Quality comes from the metric catalog, or is `SUSPECT` where the device flagged the value.
+        A NaN or infinite value makes no reading: it is dropped with a `non_finite` issue.
         """
         device = frame.device_id
         ts = frame.received_at
         suspect = self.suspect
+        isfinite = math.isfinite
         readings = [
             Reading(
                 device,
@@ -73,12 +94,20 @@ class Decoded:
                 codec_id,
             )
             for metric, value in self.values
+            if value.__class__ is not float or isfinite(value)
         ]
+        if len(readings) != len(self.values):
+            for metric, value in self.values:
+                if value.__class__ is float and not isfinite(value):
+                    self.drop_non_finite(metric, value)
         if self.timed:
-            readings.extend(
-                Reading(device, metric, value, at, quality_of(metric, value), codec_id)
-                for metric, value, at in self.timed
-            )
+            for metric, value, at in self.timed:
+                if value.__class__ is float and not isfinite(value):
+                    self.drop_non_finite(metric, value)
+                    continue
+                readings.append(
+                    Reading(device, metric, value, at, quality_of(metric, value), codec_id)
+                )
         readings.extend(extra)
         return DecodeResult(tuple(readings), tuple(self.warnings), dict(self.attributes))
 
@@ -189,11 +218,17 @@ def u32le(key: Key, scale: float = 1.0) -> Number:
     return Number(key, "<I", scale)
 
 
+UNKNOWN = "unknown"
+"""The state name of an enum byte outside its documented map."""
+
+
 class Choice(Field):
     """One byte naming a state: `{0: "normal", 1: "tilt"}`.
 
     The state goes to an attribute; when `flag` names a metric, the metric is true for the states in
-    `true_states`. A byte outside the map is a `range` error (the vendor decoders print "unknown").
+    `true_states`. A byte outside the map keeps the rest of the frame: the attribute is `unknown`
+    (as the vendor decoders print it), the flag is not emitted, and an `undefined_value` issue
+    names the byte.
     """
 
     size = 1
@@ -217,7 +252,9 @@ class Choice(Field):
         code = buf[at]
         state = self.states.get(code)
         if state is None:
-            raise FieldError(DecodeReason.RANGE, f"{self.attribute}: undefined value {code}")
+            out.put(self.attribute, UNKNOWN)
+            out.issue(IssueKind.UNDEFINED_VALUE, f"{self.attribute}: undefined value {code}")
+            return
         out.put(self.attribute, state)
         if self.flag is not None:
             out.put(self.flag, state in self.true_states)

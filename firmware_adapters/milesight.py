@@ -8,7 +8,9 @@ reset event, `FF 0B` device status), and encodes the same table back for the sim
 Differences from Milesight's own decoders (SensorDecoders `e79c9d8`), on purpose:
 - an unknown channel is an `unknown_type` error; the vendor decoders silently stop there and return
   what they had, which hides corrupted or unsupported frames;
-- an enum byte outside the documented map is a `range` error (the vendor decoders print "unknown");
+- an enum byte outside the documented map is reported like the vendor decoders do (`unknown`), with
+  an `undefined_value` issue and without its flag, and the rest of the frame still decodes
+  (`fields.Choice`): a PIR trigger is not lost because the daylight byte is new;
 - `FF FE` / `FF 0B` carry a byte the vendor decoders ignore; we report `reset_event` / `device_status`
   the same way and ignore the byte too.
 """

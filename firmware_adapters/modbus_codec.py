@@ -3,7 +3,9 @@
 Frame contract: `payload` is the response ADU (slave, function, byte count, data, CRC);
 `meta["address"]` is the first register requested (decimal or `0x` hex; the table's first
 register when absent). Readings belong to the frame's device; fields the response does not cover
-are listed in a warning. Attributes: `slave`, `function`.
+are listed in a warning. A field whose value is NaN or infinite (an `f32` register) makes no
+reading and a `non_finite` `DecodeIssue`; the other fields still decode. Attributes: `slave`,
+`function`.
 
 Encoder keys: canonical metric names of the table's fields, `slave` (int, the codec's default
 slave when absent), `function` (3 or 4, the table's when absent).
@@ -11,12 +13,19 @@ slave when absent), `function` (3 or 4, the table's when absent).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from core.metrics import Metric, quality_of
 from core.types import DecodeResult, RawFrame, Reading
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.errors import (
+    DecodeError,
+    DecodeIssue,
+    DecodeReason,
+    EncodeError,
+    IssueKind,
+)
 from firmware_adapters.framing.modbus_rtu import build_response, parse_response
 from firmware_adapters.modbus_table import RegisterTable, decode_registers, encode_registers
 
@@ -44,10 +53,19 @@ def decode_with_table(codec_id: str, table: RegisterTable, frame: RawFrame) -> D
             codec_id,
         )
         for f, value in found
+        if value.__class__ is not float or math.isfinite(value)
     )
-    warnings = tuple(f"register {f.address} ({f.metric}) not in the response" for f in missing)
+    warnings = [f"register {f.address} ({f.metric}) not in the response" for f in missing]
+    if len(readings) != len(found):  # an f32 register holding NaN or infinity: drop that value
+        warnings.extend(
+            DecodeIssue(
+                IssueKind.NON_FINITE, f"register {f.address} ({f.metric}): {value!r} dropped"
+            )
+            for f, value in found
+            if value.__class__ is float and not math.isfinite(value)
+        )
     return DecodeResult(
-        readings, warnings, {"slave": response.slave, "function": response.function}
+        readings, tuple(warnings), {"slave": response.slave, "function": response.function}
     )
 
 

@@ -219,7 +219,7 @@ def parse_register_table(mapping: Mapping[str, object]) -> RegisterTable:
     if unknown:
         errors.append(f"table: unknown keys {unknown}")
     function = mapping.get("function", 3)
-    if function not in FUNCTIONS:
+    if isinstance(function, bool) or not isinstance(function, int) or function not in FUNCTIONS:
         errors.append(f"function: {function!r} is not 3 (holding) or 4 (input)")
     entries = mapping.get("fields")
     if not isinstance(entries, Sequence) or isinstance(entries, str) or not entries:
@@ -239,4 +239,5 @@ def parse_register_table(mapping: Mapping[str, object]) -> RegisterTable:
         errors.append("fields: a metric appears twice")
     if errors:
         raise TableError(errors)
-    return RegisterTable(tuple(fields), int(str(function)))
+    assert isinstance(function, int)  # noqa: S101 - checked above; narrows for mypy
+    return RegisterTable(tuple(fields), function)

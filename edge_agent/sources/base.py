@@ -19,6 +19,9 @@ SubmitMany = Callable[[Sequence[RawFrame]], Awaitable["asyncio.Future[None]"]]
 """Hands frames received together to the pipeline, in order; waits while the queue is full and
 returns a future that is done once all of them are stored."""
 
+DeadLetter = Callable[[RawFrame, str, str], None]
+"""Keeps a frame nothing could decode (raw bytes, reason, detail) and counts it by codec and reason."""
+
 ReportFault = Callable[[str, bool], Awaitable[None]]
 """Reports that a device's link was lost (`True`) or is back (`False`)."""
 
@@ -39,6 +42,20 @@ class SourceContext:
     that acknowledge to the device); falls back to `submit` when absent."""
     submit_many: SubmitMany | None = None
     """Hands on frames received together (see `SubmitMany`); `submit_all` falls back to `submit`."""
+    dead_letter: DeadLetter | None = None
+    """Stores and counts what a source itself could not turn into a frame for a codec (the
+    pipeline's `dead_letter`); `refuse` falls back to counting only."""
+
+    def refuse(self, frame: RawFrame, reason: str, detail: str) -> None:
+        """Count input the source could not use by its frame's codec and `reason`, and keep its bytes.
+
+        With `dead_letter` the input goes to the dead letters (which count it); without, it is only
+        counted in `stats.decode_errors`.
+        """
+        if self.dead_letter is not None:
+            self.dead_letter(frame, reason, detail)
+        else:
+            self.stats.count_decode_error(frame.codec_id, reason)
 
     async def submit_acknowledged(self, frame: RawFrame) -> None:
         """Hand on a frame the source is about to acknowledge to its device."""

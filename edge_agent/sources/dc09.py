@@ -4,7 +4,8 @@ A message runs from `<LF>` to `<CR>`. The receiver writes the ACK only once the 
 the message's readings and alarms to the outbox, so an acknowledged event survives `kill -9` (when the
 queue is full the panel simply waits for its ACK); a message the builder refuses (bad CRC, bad length,
 timestamp) gets its NAK, is counted as a decode error, and the panel repeats it; an intact message
-the codec cannot use gets DUH and goes to the dead letters through the pipeline.
+the codec cannot use gets DUH and goes to the dead letters through the pipeline, and so does one
+whose answer fails unforeseen (logged with its traceback once per kind).
 Panels are bound to devices by account number.
 """
 
@@ -19,8 +20,9 @@ from datetime import datetime
 from typing import Final
 
 from core.types import RawFrame
+from edge_agent.dead_letter import FailureLog
 from edge_agent.sources.base import SourceContext
-from firmware_adapters.codecs.ip.sia_dc09 import CODEC_ID, ack_reply, decode, reply_for
+from firmware_adapters.codecs.ip.sia_dc09 import CODEC, CODEC_ID, ack_reply, duh_reply, reply_for
 from firmware_adapters.errors import DecodeError, DecodeReason
 
 _LOG = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ _RETRIED: Final = frozenset({DecodeReason.CHECKSUM.value, DecodeReason.LENGTH.va
 def sia_dc09_answer(message: bytes, now: datetime) -> tuple[bytes, str | None]:
     """Answer with the `ip.sia.dc09` codec: ACK a decodable message, NAK a damaged one, else DUH."""
     try:
-        decode(RawFrame("dc09", CODEC_ID, message, now))
+        CODEC.decode(RawFrame("dc09", CODEC_ID, message, now))
     except DecodeError as err:
         return reply_for(message, now), err.reason.value
     return ack_reply(message, now), None
@@ -82,6 +84,7 @@ class Dc09Receiver:
         self.acked = 0
         self.refused = 0
         self._connections: set[asyncio.Task[None]] = set()
+        self._failures = FailureLog(_LOG)
 
     async def run(self) -> None:
         """Listen until cancelled."""
@@ -129,7 +132,12 @@ class Dc09Receiver:
 
     async def _handle(self, message: bytes, peer: str) -> bytes:
         now = self.ctx.clock.now()
-        reply, refusal = self.answer(message, now)
+        try:
+            reply, refusal = self.answer(message, now)
+        except Exception as err:  # noqa: BLE001 - one message must not end the panel's connection
+            # The pipeline decodes it again and dead-letters it; the panel gets DUH, not a repeat.
+            self._failures.report(self.codec_id, f"answering {peer}", err)
+            reply, refusal = duh_reply(message), DecodeReason.CODEC_ERROR.value
         if refusal in _RETRIED:
             # Damaged in transit: the NAK makes the panel send it again; count it, keep nothing.
             self.refused += 1

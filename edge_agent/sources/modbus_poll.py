@@ -6,7 +6,9 @@ device's `timeout_s`. Each block's answer becomes one RawFrame for the device's 
 contract of `firmware_adapters.modbus_codec`: the response ADU (rebuilt from the registers pymodbus
 checked) with the first register in `meta["address"]`. A device that stops
 answering gets a fault reading (once) until it answers again; a bus whose port disappears is
-reconnected with jittered backoff.
+reconnected with jittered backoff. A poll that fails unforeseen (not a Modbus error) counts as a
+failed poll and a `codec_error` of the device's codec, logged with its traceback once per kind; the
+other devices of the bus keep being polled.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pymodbus.exceptions import ModbusException
 
 from core.clock import wall_interval
 from core.types import RawFrame
+from edge_agent.dead_letter import FailureLog
 from edge_agent.sources.base import Backoff, SourceContext
+from firmware_adapters.errors import DecodeReason
 from firmware_adapters.framing.modbus_rtu import build_response
 
 _LOG = logging.getLogger(__name__)
@@ -90,6 +94,7 @@ class ModbusBusSource:
             name=name,
         )
         self._lock = asyncio.Lock()
+        self._failures = FailureLog(_LOG)
         self.polls_ok = 0
         self.polls_failed = 0
 
@@ -117,9 +122,15 @@ class ModbusBusSource:
         while True:
             try:
                 frames = await self.poll(device)
-            except ModbusPollError as err:
+            except Exception as err:  # noqa: BLE001 - one device's failure must not stop the bus
                 self.polls_failed += 1
-                _LOG.debug("modbus %s: %s", device.device_id, err)
+                if isinstance(err, ModbusPollError):
+                    _LOG.debug("modbus %s: %s", device.device_id, err)
+                else:  # unforeseen (building the frame, the client): counted like a codec bug
+                    self._failures.report(device.codec_id, f"polling {device.device_id}", err)
+                    self.ctx.stats.count_decode_error(
+                        device.codec_id, DecodeReason.CODEC_ERROR.value
+                    )
                 if not faulty:
                     faulty = True
                     await self.ctx.fault(device.device_id, True)  # noqa: FBT003

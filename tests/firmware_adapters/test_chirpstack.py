@@ -171,3 +171,39 @@ def test_codec_unwraps_a_frame_holding_the_whole_event_as_a_pass_through_source_
     with pytest.raises(DecodeError) as info:
         codec.decode(broken)
     assert (info.value.codec_id, info.value.reason) == (frame.codec_id, DecodeReason.MALFORMED)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        json.dumps(FULL_SAMPLE | {"data": "AXVcA4JECAQAAQ==é"}).encode(),
+        json.dumps(FULL_SAMPLE | {"time": "9999-12-31T23:59:59-01:00"}).encode(),
+    ],
+    ids=["non-ascii-data", "time-past-year-9999-in-utc"],
+)
+def test_events_that_broke_the_parser_are_malformed_decode_errors(payload: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        parse_up_event(payload)
+    assert info.value.reason is DecodeReason.MALFORMED
+    # The same event passed through whole to a LoRaWAN codec is that codec's malformed frame.
+    topic = up_topic("app", "24e124136b502217")
+    frame = RawFrame("t", "x", payload, NOW, {"device_id": "d", "topic": topic})
+    with pytest.raises(DecodeError) as through_codec:
+        get_codec("lorawan.milesight.em310_udl").decode(frame)
+    assert through_codec.value.reason is DecodeReason.MALFORMED
+    assert through_codec.value.codec_id == "lorawan.milesight.em310_udl"
+
+
+def test_an_unforeseen_failure_while_parsing_is_a_codec_error_not_an_escape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from firmware_adapters import chirpstack  # noqa: PLC0415
+
+    def explode(_doc: object, _key: str, _raw: bytes) -> object:
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(chirpstack, "_obj", explode)
+    with pytest.raises(DecodeError) as info:
+        parse_up_event(json.dumps(FULL_SAMPLE).encode())
+    assert info.value.reason is DecodeReason.CODEC_ERROR
+    assert isinstance(info.value.__cause__, RecursionError)

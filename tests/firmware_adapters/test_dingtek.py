@@ -7,7 +7,7 @@ import pytest
 from core.metrics import Metric
 from core.types import RawFrame
 from firmware_adapters.codecs.lorawan import dingtek_dc410, dingtek_df702
-from firmware_adapters.errors import DecodeError, DecodeReason
+from firmware_adapters.errors import DecodeError, DecodeIssue, DecodeReason, IssueKind
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -85,3 +85,35 @@ def test_structural_errors(payload: str, reason: DecodeReason) -> None:
     with pytest.raises(DecodeError) as info:
         dingtek_df702.decode(frame(bytes.fromhex(payload)))
     assert info.value.reason is reason
+
+
+def test_non_finite_gps_floats_are_dropped_and_the_rest_decodes() -> None:
+    payload = dingtek_df702.encode(
+        {"distance_mm": 900, "temperature_c": 20, "tilt_deg": 3, "longitude": 1.0, "latitude": 2.0}
+    )
+    gps = bytes.fromhex("0000c07f" + "0000807f")  # NaN longitude, +inf latitude (f32 LE)
+    hostile = payload[:8] + gps + payload[16:]
+    result = dingtek_df702.CODEC.decode(frame(hostile))
+    assert "longitude" not in result.attributes
+    assert "latitude" not in result.attributes
+    assert {r.metric: r.value for r in result.readings}[Metric.DISTANCE_MM] == 900
+    assert sorted(w.kind for w in result.warnings if isinstance(w, DecodeIssue)) == [
+        IssueKind.NON_FINITE,
+        IssueKind.NON_FINITE,
+    ]
+
+
+def test_a_flag_nibble_outside_0_and_1_drops_only_that_flag() -> None:
+    payload = bytearray(
+        dingtek_df702.encode(
+            {"distance_mm": 900, "temperature_c": 20, "tilt_deg": 0, "fire_alarm": True}
+        )
+    )
+    payload[11] = 0x21  # full nibble 2, fire nibble 1
+    result = dingtek_df702.CODEC.decode(frame(bytes(payload)))
+    values = {r.metric: r.value for r in result.readings}
+    assert Metric.FULL not in values
+    assert values[Metric.FIRE_ALARM] is True
+    assert [w.kind for w in result.warnings if isinstance(w, DecodeIssue)] == [
+        IssueKind.UNDEFINED_VALUE
+    ]

@@ -66,8 +66,42 @@ def test_lds02_encoder_builds_the_vendor_layout() -> None:
     result = dragino_lds02.decode(frame(payload.hex(), "10"))
     assert result.attributes["open_count"] == 37
     with pytest.raises(DecodeError) as info:
-        dragino_lds02.decode(frame(payload.hex(), "7"))
-    assert info.value.reason is DecodeReason.UNSUPPORTED
+        dragino_lds02.decode(frame(payload.hex(), "7"))  # a 10-byte frame is no EDC frame
+    assert info.value.reason is DecodeReason.LENGTH
+
+
+def test_lds02_edc_mode_keeps_battery_door_and_count_like_the_vendor_decoder() -> None:
+    # LDS02_Decoder_1.8.2, fPort 7: BatV 2.952, edc_mod OPEN, times 0x00012c = 300.
+    result = dragino_lds02.CODEC.decode(frame("8b8800012c", "7"))
+    assert {r.metric: r.value for r in result.readings} == {
+        Metric.BATTERY_V: 2.952,
+        Metric.CONTACT_OPEN: True,
+    }
+    assert result.attributes == {"edc_count": 300}
+
+
+def test_dds75_lb_multi_distance_frame_keeps_battery_temperature_and_distances() -> None:
+    # DDS75-LB ChirpStack v4 decoder: Bat (0x1d0a & 0x0fff) / 1000 = 3.338, distances from byte 8
+    # up to 4 bytes before the end, then interrupt flag, temperature 0x00e6 / 10, sensor flag.
+    result = dragino_dds75_lb.CODEC.decode(frame("1d0a000000000000" + "05dc05e6" + "0000e601"))
+    assert {r.metric: r.value for r in result.readings} == {
+        Metric.BATTERY_V: 3.338,
+        Metric.DISTANCE_MM: 1510,
+        Metric.TEMPERATURE_C: 23.0,
+    }
+    assert result.attributes == {
+        "distances_mm": "1500,1510",
+        "distance_count": 2,
+        "interrupt_flag": 0,
+        "sensor_flag": 1,
+    }
+
+
+def test_dds75_lb_multi_distance_reads_at_most_twenty_distances() -> None:
+    samples = "".join(f"{1000 + i:04x}" for i in range(25))
+    result = dragino_dds75_lb.CODEC.decode(frame("1d0a000000000000" + samples + "0000e601"))
+    assert result.attributes["distance_count"] == 20
+    assert {r.metric: r.value for r in result.readings}[Metric.DISTANCE_MM] == 1019
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from core.metrics import Metric, Quality
 from core.types import RawFrame
 from firmware_adapters.codecs.lorawan import milesight_em400_udl, milesight_ws301
-from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.errors import DecodeError, DecodeIssue, DecodeReason, EncodeError, IssueKind
 from firmware_adapters.fields import Decoded, FieldError, Number, s16le, u16le
 from firmware_adapters.registry import get_codec
 
@@ -115,3 +115,33 @@ def test_field_builders_scale_and_sign() -> None:
 def test_field_error_carries_a_reason() -> None:
     err = FieldError(DecodeReason.RANGE, "bad")
     assert (err.reason, err.detail) == (DecodeReason.RANGE, "bad")
+
+
+def test_an_undefined_daylight_byte_keeps_the_pir_trigger_of_the_same_frame() -> None:
+    frame = RawFrame("t", "x", bytes.fromhex("017510030001040005"), NOW, {"device_id": "d"})
+    result = get_codec("lorawan.milesight.ws202").decode(frame)
+    assert {r.metric: r.value for r in result.readings} == {
+        Metric.BATTERY_PCT: 16,
+        Metric.OCCUPANCY: True,
+    }
+    assert result.attributes == {"pir": "trigger", "daylight": "unknown"}
+    (issue,) = result.warnings
+    assert isinstance(issue, DecodeIssue)
+    assert issue.kind is IssueKind.UNDEFINED_VALUE
+    assert issue == "undefined_value: daylight: undefined value 5"
+
+
+def test_decoded_never_builds_a_non_finite_reading_or_attribute() -> None:
+    out = Decoded()
+    out.put(Metric.TEMPERATURE_C, float("nan"))
+    out.put(Metric.BATTERY_PCT, 80)
+    out.values.append((Metric.DISTANCE_MM, float("inf")))
+    out.put("longitude", float("-inf"))
+    out.put("latitude", 30.5)
+    frame = RawFrame("t", "x", b"", NOW, {"device_id": "d"})
+    result = out.result(frame, "lorawan.test.x")
+    assert [(r.metric, r.value) for r in result.readings] == [(Metric.BATTERY_PCT, 80)]
+    assert result.attributes == {"latitude": 30.5}
+    assert [w.kind for w in result.warnings if isinstance(w, DecodeIssue)] == [
+        IssueKind.NON_FINITE
+    ] * 3

@@ -12,7 +12,7 @@ from pymodbus.pdu import DecodePDU
 from core.metrics import Metric
 from core.types import RawFrame
 from firmware_adapters.codecs.modbus import dfrobot_sen0310, dfrobot_sen0492, generic_table
-from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.errors import DecodeError, DecodeIssue, DecodeReason, EncodeError, IssueKind
 from firmware_adapters.framing.modbus_rtu import build_response, parse_response
 from firmware_adapters.modbus_table import (
     DataType,
@@ -231,3 +231,31 @@ def test_build_response_refuses_impossible_frames(
 ) -> None:
     with pytest.raises(ValueError, match=r"cannot build|0-65535"):
         build_response(slave, registers, function)
+
+
+@pytest.mark.parametrize("nan_or_inf", [0x7FC0_0000, 0x7F80_0000, 0xFF80_0000])
+def test_a_non_finite_f32_register_drops_only_that_value(nan_or_inf: int) -> None:
+    table = (
+        '{"fields":[{"metric":"temperature_c","address":0,"type":"f32"},'
+        '{"metric":"water_level_mm","address":2}]}'
+    )
+    adu = build_response(1, [nan_or_inf >> 16, nan_or_inf & 0xFFFF, 1234])
+    result = generic_table.CODEC.decode(frame(generic_table.CODEC_ID, adu, table=table))
+    assert [(r.metric, r.value) for r in result.readings] == [(Metric.WATER_LEVEL_MM, 1234)]
+    (issue,) = result.warnings
+    assert isinstance(issue, DecodeIssue)
+    assert issue.kind is IssueKind.NON_FINITE
+    assert "temperature_c" in issue
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["[" * 5000 + "]" * 5000, '{"function":[],"fields":[{"metric":"tamper","address":0}]}'],
+    ids=["deeply-nested", "unhashable-function"],
+)
+def test_hostile_table_metadata_is_malformed(table: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        generic_table.CODEC.decode(
+            frame(generic_table.CODEC_ID, build_response(1, [1]), table=table)
+        )
+    assert info.value.reason is DecodeReason.MALFORMED

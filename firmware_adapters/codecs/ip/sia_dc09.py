@@ -139,18 +139,23 @@ def nak_reply(now: datetime) -> bytes:
     return _reply("NAK", Message("", "0000", "0", "0A0", "", "", "", ""), now)
 
 
+def duh_reply(payload: bytes) -> bytes:
+    """The DUH for a message the receiver cannot use; echoes what of it can be read, never raises."""
+    try:
+        message = parse_message(CODEC_ID, payload, allow_encrypted=True)
+    except Exception:  # noqa: BLE001 - a reply is owed whatever the bytes are
+        message = _NO_MESSAGE
+    return _reply("DUH", message, None)
+
+
 def reply_for(payload: bytes, now: datetime) -> bytes:
     """The reply a receiver owes: ACK when decodable, NAK on CRC/length errors, DUH otherwise."""
     try:
-        decode(RawFrame("dc09", CODEC_ID, payload, now))
+        CODEC.decode(RawFrame("dc09", CODEC_ID, payload, now))
     except DecodeError as err:
         if err.reason in {DecodeReason.CHECKSUM, DecodeReason.LENGTH}:
             return nak_reply(now)
-        try:
-            message = parse_message(CODEC_ID, payload, allow_encrypted=True)
-        except DecodeError:
-            message = _NO_MESSAGE
-        return _reply("DUH", message, None)
+        return duh_reply(payload)
     return ack_reply(payload, now)
 
 

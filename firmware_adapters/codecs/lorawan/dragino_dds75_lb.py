@@ -1,7 +1,13 @@
 """Dragino DDS75-LB ultrasonic distance sensor (the newer LDDS75), via ChirpStack.
 
 - fPort 2: the 8-byte distance frame of `firmware_adapters.dragino`. When bit 4 of byte 0 is set the
-  device is in multi-distance mode; that layout is not decoded (`unsupported`).
+  device is in multi-distance mode, decoded as Dragino's own decoder does
+  (dragino-end-node-decoder `e81cc58`, `DDS75-LB/DDS75-LB_ChirpstackV4_Decoder.txt`): battery mV
+  `(b0 << 8 | b1) & 0x0FFF`; bytes 2-7 carry nothing; from byte 8, big-endian u16 distances in mm
+  (at most 20, stopping 4 bytes before the end); the last 4 bytes are the interrupt flag, the
+  DS18B20 temperature (int16 / 10) and the sensor flag. Readings: `battery_v`, `temperature_c`, and
+  `distance_mm` of the frame's last sample; attributes `distances_mm` (every sample, comma
+  separated, in frame order), `distance_count`, `interrupt_flag`, `sensor_flag`.
 - fPort 5: device status, 7 bytes: sensor model (0x27 = DDS75-LB), firmware `x.y.z` (bytes 1-2, one
   nibble each after the first), frequency band code, sub-band (0xFF = none), battery mV. Readings:
   `battery_v`; attributes `sensor_model`, `firmware_version`, `frequency_band`, `sub_band`.
@@ -27,7 +33,7 @@ from firmware_adapters.dragino import (
     number,
     unsupported,
 )
-from firmware_adapters.errors import EncodeError
+from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
 from firmware_adapters.lorawan import (
     RADIO_METRICS,
@@ -41,7 +47,10 @@ ID = "lorawan.dragino.dds75_lb"
 STATUS_FPORT = 5
 MODEL = 0x27
 MULTI_DISTANCE = 0x10
+MULTI_HEAD, MULTI_TAIL, MAX_DISTANCES = 8, 4, 20
+MULTI_BATTERY_MASK = 0x0FFF
 _STATUS = struct.Struct(">BHBBH")
+_TAIL = struct.Struct(">BhB")
 
 
 def decode(frame: RawFrame) -> DecodeResult:
@@ -52,8 +61,33 @@ def decode(frame: RawFrame) -> DecodeResult:
     if port == STATUS_FPORT:
         return _status(frame)
     if frame.payload and frame.payload[0] & MULTI_DISTANCE:
-        raise unsupported(frame, ID, "multi-distance mode frame")
+        return _multi_distance(frame)
     return decode_distance(frame, ID)
+
+
+def _multi_distance(frame: RawFrame) -> DecodeResult:
+    buf = frame.payload
+    if len(buf) < MULTI_HEAD + MULTI_TAIL:
+        raise DecodeError(
+            ID,
+            DecodeReason.TRUNCATED,
+            f"multi-distance frame of {len(buf)} bytes; at least {MULTI_HEAD + MULTI_TAIL}",
+            buf,
+        )
+    end = min(MULTI_HEAD + 2 * MAX_DISTANCES, len(buf) - MULTI_TAIL)
+    # As the vendor decoder: pairs from byte 8 while the pair starts before `end`.
+    distances = [buf[i] << 8 | buf[i + 1] for i in range(MULTI_HEAD, end, 2)]
+    interrupt, temperature, sensor_flag = _TAIL.unpack_from(buf, len(buf) - MULTI_TAIL)
+    out = Decoded()
+    out.put(Metric.BATTERY_V, ((buf[0] << 8 | buf[1]) & MULTI_BATTERY_MASK) / 1000)
+    if distances:
+        out.put(Metric.DISTANCE_MM, distances[-1])
+    out.put("distances_mm", ",".join(map(str, distances)))
+    out.put("distance_count", len(distances))
+    out.put(Metric.TEMPERATURE_C, temperature / 10)
+    out.put("interrupt_flag", interrupt)
+    out.put("sensor_flag", sensor_flag)
+    return finish(frame, ID, out)
 
 
 def _status(frame: RawFrame) -> DecodeResult:

@@ -7,8 +7,12 @@ last event in minutes (u24); byte 9 bit 0 alarm (door open longer than configure
 
 Readings: `battery_v`; `contact_open` (modes 1 and 3) or `water_leak` (mode 2). Attributes: `mode`,
 `open_count` + `last_open_minutes` (or `leak_count` + `last_leak_minutes`), `alarm`.
-The EDC-mode uplink on fPort 7 is `unsupported`. The TTN example `0b880100250001` (7 bytes, for TTN's
-own decoder) is too short for the vendor's layout and is a `truncated` error.
+EDC mode (the device reports after a set number of events) sends 5 bytes on fPort 7, decoded as
+the vendor decoder does (dragino-end-node-decoder `e81cc58`, `LDS02/LDS02_Decoder_1.8.2.txt`):
+battery as above, byte 0 bit 7 door open, bytes 2-4 the event count (u24). Readings `battery_v`,
+`contact_open`; attribute `edc_count`.
+The TTN example `0b880100250001` (7 bytes, for TTN's own decoder) is too short for the vendor's
+layout and is a `truncated` error.
 
 Encoder keys: `battery_v`, `contact_open` or `water_leak`, `mode` (1), `open_count`/`leak_count`,
 `last_open_minutes`/`last_leak_minutes`, `alarm`.
@@ -22,7 +26,7 @@ from typing import Final
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.dragino import number, unsupported
+from firmware_adapters.dragino import number
 from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
 from firmware_adapters.fields import Decoded
 from firmware_adapters.lorawan import (
@@ -36,6 +40,7 @@ from firmware_adapters.lorawan import (
 ID = "lorawan.dragino.lds02"
 FPORT = 10
 EDC_FPORT = 7
+EDC_SIZE = 5
 LEAK_MODE = 2
 MODES = (1, 2, 3)
 DOOR_OPEN = 0x80
@@ -51,7 +56,7 @@ METRICS: Final[frozenset[Metric]] = frozenset(
 def decode(frame: RawFrame) -> DecodeResult:
     """Decode one uplink."""
     if fport_of(frame, ID, (FPORT, EDC_FPORT)) == EDC_FPORT:
-        raise unsupported(frame, ID, "EDC mode uplink (fport 7) is not decoded")
+        return _edc(frame)
     require_length(frame, ID, (10,))
     buf = frame.payload
     mode = buf[2]
@@ -68,6 +73,16 @@ def decode(frame: RawFrame) -> DecodeResult:
     out.put(f"{what}_count", int.from_bytes(buf[3:6], "big"))
     out.put(f"last_{what}_minutes", int.from_bytes(buf[6:9], "big"))
     out.put("alarm", bool(buf[9] & 1))
+    return finish(frame, ID, out)
+
+
+def _edc(frame: RawFrame) -> DecodeResult:
+    require_length(frame, ID, (EDC_SIZE,))
+    buf = frame.payload
+    out = Decoded()
+    out.put(Metric.BATTERY_V, ((buf[0] << 8 | buf[1]) & BATTERY_MASK) / 1000)
+    out.put(Metric.CONTACT_OPEN, bool(buf[0] & DOOR_OPEN))
+    out.put("edc_count", int.from_bytes(buf[2:5], "big"))
     return finish(frame, ID, out)
 
 

@@ -15,7 +15,8 @@ Readings: `battery_pct`, `smoke_pct`, `temperature_c`, plus by event: alarm -> `
 -> `smoke` false; low battery -> `low_battery` true; failover -> `fault` true; removed / installed ->
 `tamper` true / false; testing alarm -> `self_test` true and `low_battery` as the event says; silent
 -> no flag (the alarm was hushed at the device). Attributes: `event`, `version`, `protocol`,
-`sensor_type`. An undefined message type or sensor type keeps the measured values and adds a warning.
+`sensor_type`. An undefined message type or sensor type keeps the measured values and adds an
+`undefined_value` issue.
 
 Encoder keys: `event` (a name below), `battery_pct`, `smoke_pct`, `temperature_c`; optional
 `version` and `protocol` (default 2).
@@ -29,7 +30,7 @@ from typing import Final
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
 from firmware_adapters.codec import Codec, DeviceClass, vectors_beside
-from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError
+from firmware_adapters.errors import DecodeError, DecodeReason, EncodeError, IssueKind
 from firmware_adapters.fields import Decoded
 from firmware_adapters.lorawan import (
     RADIO_METRICS,
@@ -81,13 +82,13 @@ def decode(frame: RawFrame) -> DecodeResult:
     sensor, message = buf[1] >> 4, buf[1] & 0x0F
     out.put("sensor_type", "smoke sensor" if sensor == SMOKE_SENSOR else "unknown")
     if sensor != SMOKE_SENSOR:
-        out.warnings.append(f"unknown sensor type {sensor}")
+        out.issue(IssueKind.UNDEFINED_VALUE, f"sensor type: undefined value {sensor}")
     out.put(Metric.BATTERY_PCT, buf[2])
     out.put(Metric.SMOKE_PCT, buf[3])
     out.put(Metric.TEMPERATURE_C, buf[4] - 256 if buf[4] > 127 else buf[4])  # noqa: PLR2004
     event = EVENTS.get(message)
     if event is None:
-        out.warnings.append(f"undefined message type {message}")
+        out.issue(IssueKind.UNDEFINED_VALUE, f"message type: undefined value {message}")
         out.put("event", "unknown")
     else:
         out.put("event", event[0])

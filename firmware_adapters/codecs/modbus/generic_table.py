@@ -16,9 +16,10 @@ Encoder keys: `table` (the mapping or its JSON text), canonical metric values, `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from functools import lru_cache
+
+import orjson
 
 from core.metrics import Metric
 from core.types import DecodeResult, RawFrame
@@ -39,8 +40,8 @@ def table_from_json(text: str) -> RegisterTable:
         TableError: the JSON or the table is invalid (every problem listed).
     """
     try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as err:
+        mapping = orjson.loads(text)
+    except orjson.JSONDecodeError as err:  # deep nesting included (orjson's depth limit)
         raise TableError([f"table JSON: {err}"]) from err
     if not isinstance(mapping, dict):
         raise TableError(["table JSON: expected an object"])

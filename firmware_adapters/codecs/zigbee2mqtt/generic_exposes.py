@@ -122,7 +122,7 @@ def _availability(frame: RawFrame) -> DecodeResult:
     if text.startswith("{"):
         doc = _json(frame)
         state = doc.get("state") if isinstance(doc, dict) else None
-    if state not in {"online", "offline"}:
+    if not isinstance(state, str) or state not in {"online", "offline"}:
         raise _fail(DecodeReason.MALFORMED, f"availability {text[:40]!r}", frame)
     out = Decoded()
     out.put(Metric.ONLINE, state == "online")
