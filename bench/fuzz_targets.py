@@ -781,11 +781,20 @@ def _valid(family: str, text: str) -> bool:
 def _config_seeds() -> list[str]:
     doc = yaml.safe_load((ROOT / "deploy" / "edge.example.yaml").read_text())
     small = {"gateway": doc["gateway"]}
+    # A serial source must name a declared device: variants with sources keep those devices.
+    bound = {s.get("device", s["id"]) for s in doc.get("sources", {}).get("serial", [])}
+    wired = [d for d in doc.get("devices", []) if d["id"] in bound]
     base = small | {"sources": doc["sources"]}
     variants = [doc, small]
     variants += [small | {key: doc[key]} for key in doc if key not in base]
-    variants += [base | {"devices": [device]} for device in doc.get("devices", [])]
-    variants += [small | {"sources": {k: v}} for k, v in doc.get("sources", {}).items()]
+    variants += [
+        base | {"devices": [*wired, device] if device not in wired else wired}
+        for device in doc.get("devices", [])
+    ]
+    variants += [
+        small | {"sources": {k: v}} | ({"devices": wired} if k == "serial" else {})
+        for k, v in doc.get("sources", {}).items()
+    ]
     return [_dump(v) for v in variants]
 
 

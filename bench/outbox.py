@@ -133,9 +133,9 @@ async def bench_replay(broker: Mosquitto, path: Path, total: int, lag: LoopLag) 
     settings = UplinkSettings(
         host=broker.host,
         port=broker.port,
-        batch_max_items=REPLAY_BATCH,
+        batch_max=REPLAY_BATCH,
         batch_max_bytes=1024 * 1024,
-        batch_max_wait_s=0,
+        batch_wait_s=0,
     )
     uplink = Uplink(settings, outbox, gateway_id=GW)
     ticker = asyncio.create_task(lag.run())

@@ -1,19 +1,23 @@
 """The gateway configuration: one YAML file, validated with pydantic, every error with file:line.
 
 `load_config(path)` reads the file, validates the whole document, then checks what pydantic cannot
-see alone (codec ids exist, device ids and bindings are unique, buses referenced exist), and raises
-`ConfigError` listing every issue at once. Validation does no I/O beyond reading the file.
+see alone (codec ids exist, device ids and bindings are unique, buses and devices referenced exist,
+locations are full paths, the uplink's TLS files are readable PEM), and raises `ConfigError` listing
+every issue at once. Validation reads the file and the TLS files it names; nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import difflib
+import types
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AllowInfNan,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -24,12 +28,15 @@ from pydantic import (
 )
 
 from core.derived import Derivation, DerivationError, parse_derivations
+from core.durations import seconds_if_duration
+from core.issues import Issue
 from core.metrics import Metric
-from core.site import DeviceInfo, DeviceKind, SitePath
+from core.site import LEVELS, DeviceInfo, DeviceKind, SitePath
 from core.types import Severity
-from core.yaml_located import Located, YamlError, load_file, load_located
+from core.yaml_located import Loc, Located, YamlError, load_file, load_located
 from core.zones import check_zone
-from edge_agent.config_errors import ConfigError, ConfigIssue
+from edge_agent.config_errors import ConfigError
+from edge_agent.uplink_settings import UplinkSettings
 from rules import packs
 from rules.spec import RuleSet, load_rule_files
 
@@ -41,7 +48,9 @@ Identifier = Annotated[
 ]
 Number = Annotated[float, Strict(), AllowInfNan(allow_inf_nan=False)]
 """A finite number written as one: not `true`, not a quoted string, not `.inf` or `.nan`."""
-PositiveSeconds = Annotated[Number, Field(gt=0, le=86_400)]
+Seconds = Annotated[Number, BeforeValidator(seconds_if_duration)]
+"""Seconds, written as a number or a duration (`30s`, `20m`, `1h`), as in rule files."""
+PositiveSeconds = Annotated[Seconds, Field(gt=0, le=86_400)]
 Port = Annotated[StrictInt, Field(gt=0, lt=65_536)]
 Baudrate = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
 
@@ -80,8 +89,13 @@ class SerialSourceConfig(_Model):
     baudrate: Baudrate = 9600
     codec: str
     device: Identifier | None = None
-    """The device bound to frames of this port; defaults to the source id."""
+    """The device bound to frames of this port (one of `devices`); defaults to the source id."""
     reopen_max_s: PositiveSeconds = 30.0
+
+    @property
+    def bound_device(self) -> str:
+        """The id of the device frames of this port belong to."""
+        return self.device or self.id
 
 
 class Zigbee2MqttConfig(_Model):
@@ -200,21 +214,6 @@ class DeviceConfig(_Model):
         return parse_derivations(self.derive)
 
 
-class UplinkConfig(_Model):
-    """The cloud broker the gateway forwards to."""
-
-    host: str = "127.0.0.1"
-    port: Port = 8883
-    client_id: str = ""
-    keepalive_s: StrictInt = Field(default=30, ge=2, le=3600)
-    tls: StrictBool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    batch_max: StrictInt = Field(default=500, ge=1, le=10_000)
-    batch_wait_s: Number = Field(default=0.2, ge=0, le=60)
-
-
 class OutboxConfig(_Model):
     """The store-and-forward queue."""
 
@@ -266,7 +265,8 @@ class EdgeConfig(_Model):
                 packs.resolve(entry, Path())  # raises ValueError naming the shipped packs
         return value
 
-    uplink: UplinkConfig = UplinkConfig()
+    uplink: UplinkSettings = UplinkSettings()
+    """The cloud broker (`edge_agent.uplink_settings`); TLS file names relative to the config."""
     outbox: OutboxConfig = OutboxConfig()
     pipeline: PipelineConfig = PipelineConfig()
     actions: tuple[LocalActionConfig, ...] = ()
@@ -275,18 +275,22 @@ class EdgeConfig(_Model):
 def load_config(path: Path) -> EdgeConfig:
     """Read and validate a configuration file (a regular UTF-8 file of at most 4 MiB).
 
+    TLS file names are taken from the file's directory and the files are checked.
+
     Raises:
         ConfigError: with every issue found, each located by file:line.
     """
     try:
         doc = load_file(path)
     except YamlError as err:
-        raise ConfigError(_yaml_issues(err)) from None
-    return _validate(doc, str(path))
+        raise ConfigError(err.issues) from None
+    return _validate(doc, str(path), path.parent)
 
 
-def parse_config(text: str, filename: str) -> EdgeConfig:
+def parse_config(text: str, filename: str, *, base_dir: Path | None = None) -> EdgeConfig:
     """Validate configuration text; `filename` is used in error locations only.
+
+    The uplink's TLS files are checked only when `base_dir` (where relative names start) is given.
 
     Raises:
         ConfigError: with every issue found, each located by file:line.
@@ -294,39 +298,81 @@ def parse_config(text: str, filename: str) -> EdgeConfig:
     try:
         doc = load_located(text, filename)
     except YamlError as err:
-        raise ConfigError(_yaml_issues(err)) from None
-    return _validate(doc, filename)
+        raise ConfigError(err.issues) from None
+    return _validate(doc, filename, base_dir)
 
 
-def _yaml_issues(err: YamlError) -> list[ConfigIssue]:
-    return [ConfigIssue(issue.file, issue.line, issue.message) for issue in err.issues]
-
-
-def _validate(doc: Located, filename: str) -> EdgeConfig:
+def _validate(doc: Located, filename: str, base_dir: Path | None) -> EdgeConfig:
     if doc.data is None:
-        raise ConfigError([ConfigIssue(filename, 1, "the file is empty: a config is a mapping")])
+        raise ConfigError([Issue(filename, 1, "the file is empty: a config is a mapping")])
     if not isinstance(doc.data, dict):
-        raise ConfigError([ConfigIssue(filename, doc.line_of(()), "the file must hold a mapping")])
+        raise ConfigError([Issue(filename, doc.line_of(()), "the file must hold a mapping")])
     try:
         config = EdgeConfig.model_validate(doc.data)
     except ValidationError as err:
         issues = [*_pydantic_issues(err, doc, filename), *_raw_codec_issues(doc, filename)]
         raise ConfigError(sorted(issues, key=lambda issue: issue.line)) from err
-    issues = list(_cross_issues(config, doc, filename))
+    issues = list(_cross_issues(config, doc, filename, base_dir))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(sorted(issues, key=lambda issue: issue.line))
     return config
 
 
-def _pydantic_issues(err: ValidationError, doc: Located, filename: str) -> Iterator[ConfigIssue]:
+def _pydantic_issues(err: ValidationError, doc: Located, filename: str) -> Iterator[Issue]:
     for item in err.errors(include_url=False):
         loc = tuple(part for part in item["loc"] if isinstance(part, str | int))
         where = ".".join(str(part) for part in loc) or "(document)"
         message = item["msg"].removeprefix("Value error, ")
-        yield ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
+        if item["type"] == "extra_forbidden" and loc:
+            message = unknown_key(str(loc[-1]), _known_keys(EdgeConfig, loc[:-1]))
+        yield Issue(filename, doc.line_of(loc), f"{where}: {message}")
 
 
-def _raw_codec_issues(doc: Located, filename: str) -> Iterator[ConfigIssue]:
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """The message for an unknown key: the nearest known one, else every known one."""
+    names = sorted(known)
+    nearest = difflib.get_close_matches(key, names, n=1)
+    if nearest:
+        return f"unknown key; did you mean {nearest[0]}?"
+    return f"unknown key; known: {', '.join(names)}" if names else "unknown key"
+
+
+def _known_keys(root: type[BaseModel], loc: Loc) -> tuple[str, ...]:
+    """The keys the mapping at `loc` of a document validated as `root` may hold."""
+    current: object = root
+    for part in loc:
+        current = _unwrapped(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = None if field is None else field.annotation
+        elif get_origin(current) in {tuple, list} and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return ()
+    current = _unwrapped(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return tuple(current.model_fields)
+    return ()
+
+
+def _unwrapped(annotation: object) -> object:
+    """`X` of `Annotated[X, ...]` and of `X | None`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in {Union, types.UnionType}:
+            members = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _raw_codec_issues(doc: Located, filename: str) -> Iterator[Issue]:
     """Unknown codec ids, found in the raw document when the schema already failed elsewhere."""
     from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
 
@@ -344,29 +390,35 @@ def _raw_codec_issues(doc: Located, filename: str) -> Iterator[ConfigIssue]:
         if isinstance(codec, str) and codec not in CODECS:
             where = ".".join(str(part) for part in (*loc, "codec"))
             line = doc.line_of((*loc, "codec"))
-            yield ConfigIssue(filename, line, f"{where}: unknown codec {codec!r}")
+            yield Issue(filename, line, f"{where}: unknown codec {codec!r}")
 
 
 def _as_list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
 
-_IssueFn = Callable[[tuple[str | int, ...], str], ConfigIssue]
+_IssueFn = Callable[[tuple[str | int, ...], str], Issue]
 
 
-def _cross_issues(config: EdgeConfig, doc: Located, filename: str) -> Iterator[ConfigIssue]:
-    def issue(loc: tuple[str | int, ...], message: str) -> ConfigIssue:
+def _cross_issues(
+    config: EdgeConfig, doc: Located, filename: str, base_dir: Path | None
+) -> Iterator[Issue]:
+    def issue(loc: tuple[str | int, ...], message: str) -> Issue:
         where = ".".join(str(part) for part in loc)
-        return ConfigIssue(filename, doc.line_of(loc), f"{where}: {message}")
+        return Issue(filename, doc.line_of(loc), f"{where}: {message}")
 
     yield from _codec_issues(config, issue)
     yield from _derive_issues(config, issue)
     yield from _binding_issues(config, issue)
+    yield from _serial_device_issues(config, issue)
+    yield from _location_issues(config, issue)
     yield from _unique_devices(config, issue)
     yield from _unique_sources(config, issue)
+    for problem in config.uplink.tls_problems(base_dir, files=base_dir is not None):
+        yield issue(("uplink", problem.key), problem.message)
 
 
-def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
 
     known = ", ".join(sorted(CODECS)) or "(none registered)"
@@ -385,7 +437,7 @@ def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
             yield issue(loc, f"codec {codec_id!r} has no stream framer")
 
 
-def _derive_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+def _derive_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     """Every problem of every `derive` mapping, and sources the device's codec never emits."""
     from firmware_adapters.registry import CODECS  # noqa: PLC0415 - the registry imports every codec
 
@@ -412,7 +464,7 @@ def _derive_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]
                     )
 
 
-def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     buses = {bus.id for bus in config.sources.modbus}
     mqtt = config.sources.mqtt
     for index, device in enumerate(config.devices):
@@ -431,6 +483,56 @@ def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue
         )
 
 
+def _serial_device_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
+    """A serial port's frames belong to a device of `devices` (`device`, default the source id)."""
+    declared = [device.id for device in config.devices]
+    for index, source in enumerate(config.sources.serial):
+        bound = source.bound_device
+        if bound in declared:
+            continue
+        nearest = difflib.get_close_matches(bound, declared, n=1)
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        if source.device is not None:
+            yield issue(
+                ("sources", "serial", index, "device"),
+                f"{bound!r} is not declared under devices{hint or ': declare it there'}",
+            )
+        else:
+            yield issue(
+                ("sources", "serial", index, "id"),
+                f"frames of this port go to device {bound!r} (device defaults to the source id), "
+                f"which is not declared under devices: set device{hint or f', or declare {bound!r}'}",
+            )
+
+
+_RELATIVE_SEGMENTS = frozenset({".", ".."})
+
+
+def _location_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
+    """Locations are full paths from the district: of the gateway's site when it has one."""
+    site = SitePath.parse(config.gateway.site)
+    if _RELATIVE_SEGMENTS & set(site.parts):
+        yield issue(("gateway", "site"), "a location is a path from the district; no . or ..")
+    for index, device in enumerate(config.devices):
+        path = SitePath.parse(device.location)
+        if not path.parts:
+            continue
+        if _RELATIVE_SEGMENTS & set(path.parts):
+            yield issue(
+                ("devices", index, "location"),
+                f"{device.location!r} is relative: write the full path from the district, "
+                "without . or ..",
+            )
+        elif site.parts and path.parts[0] != site.parts[0]:
+            full = f"{site}/{path}"
+            example = f", e.g. {full}" if len(site.parts) + len(path.parts) <= len(LEVELS) else ""
+            yield issue(
+                ("devices", index, "location"),
+                f"{device.location!r} does not start at the district of gateway.site "
+                f"({site.parts[0]!r}): write the full path from the district{example}",
+            )
+
+
 def _device_keys(device: DeviceConfig) -> Iterator[tuple[str, str]]:
     yield ("id", device.id)
     if device.dev_eui is not None:
@@ -443,7 +545,7 @@ def _device_keys(device: DeviceConfig) -> Iterator[tuple[str, str]]:
         yield ("modbus", f"{device.modbus.bus}/{device.modbus.slave}")
 
 
-def _unique_devices(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+def _unique_devices(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     seen: dict[tuple[str, str], int] = {}
     for index, device in enumerate(config.devices):
         for key in _device_keys(device):
@@ -456,7 +558,7 @@ def _unique_devices(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue
                 seen[key] = index
 
 
-def _unique_sources(config: EdgeConfig, issue: _IssueFn) -> Iterator[ConfigIssue]:
+def _unique_sources(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     ids = [("serial", i, s.id) for i, s in enumerate(config.sources.serial)]
     ids += [("modbus", i, b.id) for i, b in enumerate(config.sources.modbus)]
     seen: set[str] = set()

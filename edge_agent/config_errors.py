@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from core.issues import Issue
 
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    """One problem in a configuration file, located by file and 1-based line (0 when unknown)."""
-
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}"
+ConfigIssue = Issue
+"""Former name of `core.issues.Issue`, the one type of a located problem in a file."""
 
 
 class ConfigError(Exception):
     """A configuration (or a rule file it references) is invalid; carries every issue found."""
 
-    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+    def __init__(self, issues: Sequence[Issue]) -> None:
         """Keep every issue; the message lists them one per line."""
         self.issues = tuple(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))

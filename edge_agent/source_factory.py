@@ -28,7 +28,7 @@ def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHold
                 codec_id=serial_cfg.codec,
                 framer=make_framer(),
                 ctx=ctx,
-                device_id=serial_cfg.device,
+                device_id=serial_cfg.bound_device,
                 baudrate=serial_cfg.baudrate,
                 reply=REPLIES.get(serial_cfg.codec),
                 backoff=Backoff(first=0.2, maximum=serial_cfg.reopen_max_s),

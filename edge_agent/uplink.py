@@ -29,7 +29,7 @@ import aiomqtt
 from core.clock import Clock, SystemClock
 from edge_agent.mqtt_watch import until_disconnected
 from edge_agent.outbox.base import Batch, Outbox
-from edge_agent.uplink_settings import UplinkSettings
+from edge_agent.uplink_settings import UplinkSettings, UplinkTlsError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Uplink:
             clean_session=False,
             keepalive=s.keepalive_s,
             timeout=s.connect_timeout_s,
-            tls_context=None if s.tls is None else s.tls.context(),
+            tls_context=s.ssl_context(),
             will=aiomqtt.Will(self.topics.status, self._status("offline"), qos=1, retain=True),
         )
 
@@ -149,7 +149,8 @@ class Uplink:
                 self.counters.connect_failures += 1
                 delay = self.settings.backoff.delay(attempt, self._rng)
                 attempt += 1
-                _LOGGER.warning("uplink lost (%s); retrying in %.1f s", err, delay)
+                what = "cannot connect" if isinstance(err, UplinkTlsError) else "lost"
+                _LOGGER.warning("uplink %s (%s); retrying in %.1f s", what, err, delay)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._stopping.wait()
@@ -254,10 +255,10 @@ class Uplink:
                 raise
             sent = batch
             stats = await self.outbox.stats()
-            if stats.depth - len(sent.records) >= s.batch_max_items:
+            if stats.depth - len(sent.records) >= s.batch_max:
                 # Busy: commit this batch and open a full next one in one transaction.
                 batch = await self.outbox.end_and_begin(
-                    sent, sent.ids, s.batch_max_items, s.batch_max_bytes
+                    sent, sent.ids, s.batch_max, s.batch_max_bytes
                 )
             else:
                 await self.outbox.end(sent, accepted=sent.ids)
@@ -268,7 +269,7 @@ class Uplink:
             self._idle.set()
 
     async def _next_batch(self) -> Batch | None:
-        """Wait for records (a full batch, or `batch_max_wait_s`; alarms at once) and begin."""
+        """Wait for records (a full batch, or `batch_wait_s`; alarms at once) and begin."""
         s = self.settings
         stats = await self.outbox.wait_ready(1, timeout=None if not self._flushing else 0.05)
         if stats.depth == 0:
@@ -278,10 +279,10 @@ class Uplink:
             not self._flushing
             and stats.alarm_depth == 0
             and stats.in_flight == 0
-            and stats.depth < s.batch_max_items
+            and stats.depth < s.batch_max
         ):
-            await self.outbox.wait_ready(s.batch_max_items, timeout=s.batch_max_wait_s)
-        return await self.outbox.begin(s.batch_max_items, s.batch_max_bytes)
+            await self.outbox.wait_ready(s.batch_max, timeout=s.batch_wait_s)
+        return await self.outbox.begin(s.batch_max, s.batch_max_bytes)
 
     async def _config_loop(self, client: aiomqtt.Client) -> None:
         if self._on_config is None:

@@ -115,7 +115,7 @@ def gateway_config(
     return {
         "gateway": {
             "id": scenario.gateway_id,
-            "site": scenario.site.path or "demo",
+            "site": scenario.site.path,  # devices' locations are full paths below it
             "timezone": timezone,
         },
         "state_dir": str(state_dir),

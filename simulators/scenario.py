@@ -6,13 +6,13 @@ simulators/scenarios/ for examples.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import difflib
+import functools
+import types
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import (
@@ -26,47 +26,24 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
+from core.durations import parse_duration
+from core.issues import Issue
 from core.site import LEVELS, SitePath
 from core.yaml_located import Loc, Located, YamlError, load_file, load_located
 from firmware_adapters.registry import CODECS
 from simulators.faults import FAULT_TYPES, Fault, Scope
 from simulators.models import make_model
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-
-
 MAX_DURATION_S = 366 * 86_400.0
 """The longest duration a scenario may name."""
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like `90`, `45s`, `30m`, `2h`, `7d` (at most 366 days)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '30m'")  # noqa: TRY004
-    seconds: float | None = None
-    if isinstance(value, float):
-        seconds = value
-    elif isinstance(value, int):  # a huge int would overflow float()
-        seconds = (
-            float(value) if abs(value) <= MAX_DURATION_S else math.inf if value > 0 else -math.inf
-        )
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds is None or math.isnan(seconds):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."  # noqa: PLR2004
-        raise ValueError(f"not a duration: {shown} (use e.g. 45s, 30m, 2h, 7d)")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    if seconds > MAX_DURATION_S:
-        raise ValueError("a duration is at most 366d")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    float, BeforeValidator(functools.partial(parse_duration, max_s=MAX_DURATION_S))
+]
+"""Seconds, as a number or a duration such as `45s`, `30m`, `2h`, `7d` (`core.durations`)."""
 Number = Annotated[float, Strict(), AllowInfNan(allow_inf_nan=False)]
 """A finite number written as one (not `true`, `.inf` or `.nan`)."""
 Integer = Annotated[StrictInt, Field(ge=-(2**53), le=2**53)]
@@ -210,24 +187,12 @@ class Scenario(_Strict):
         return SitePath.parse(f"{self.site.path}/{device.location}".strip("/"))
 
 
-@dataclass(frozen=True, slots=True)
-class ScenarioIssue:
-    """One problem found in a scenario file."""
-
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
-
-
 class ScenarioError(ValueError):
     """A scenario file is invalid; `issues` lists every problem with file:line."""
 
-    def __init__(self, issues: list[ScenarioIssue]) -> None:
+    def __init__(self, issues: Sequence[Issue]) -> None:
         """Keep every issue; the message lists them one per line."""
-        self.issues = issues
+        self.issues = tuple(issues)
         super().__init__("\n".join(str(i) for i in issues))
 
 
@@ -240,7 +205,7 @@ def load_scenario(path: Path | str) -> Scenario:
     try:
         doc = load_file(path)
     except YamlError as err:
-        raise ScenarioError(_yaml_issues(err)) from None
+        raise ScenarioError(err.issues) from None
     return _validate(doc, str(path))
 
 
@@ -249,26 +214,20 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     try:
         doc = load_located(text, filename)
     except YamlError as err:
-        raise ScenarioError(_yaml_issues(err)) from None
+        raise ScenarioError(err.issues) from None
     return _validate(doc, filename)
-
-
-def _yaml_issues(err: YamlError) -> list[ScenarioIssue]:
-    return [ScenarioIssue(issue.file, issue.line, issue.message) for issue in err.issues]
 
 
 def _validate(doc: Located, filename: str) -> Scenario:
     if doc.data is None:
-        raise ScenarioError(
-            [ScenarioIssue(filename, 1, "the file is empty: a scenario is a mapping")]
-        )
+        raise ScenarioError([Issue(filename, 1, "the file is empty: a scenario is a mapping")])
     if not isinstance(doc.data, dict):
-        raise ScenarioError([ScenarioIssue(filename, doc.line_of(()), "a scenario is a mapping")])
+        raise ScenarioError([Issue(filename, doc.line_of(()), "a scenario is a mapping")])
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as err:
         issues = [
-            ScenarioIssue(filename, doc.line_of(tuple(e["loc"])), _describe(e["loc"], e["msg"]))
+            Issue(filename, doc.line_of(tuple(e["loc"])), _describe(e["loc"], _message(e)))
             for e in err.errors()
         ]
         raise ScenarioError(issues) from err
@@ -278,30 +237,75 @@ def _validate(doc: Located, filename: str) -> Scenario:
     return scenario
 
 
+def _message(error: ErrorDetails) -> str:
+    """Pydantic's message, or for an unknown key the nearest known one."""
+    loc = error["loc"]
+    if error["type"] != "extra_forbidden" or not loc:
+        return error["msg"]
+    known = sorted(_known_keys(Scenario, loc[:-1]))
+    nearest = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if nearest:
+        return f"unknown key; did you mean {nearest[0]}?"
+    return f"unknown key; known: {', '.join(known)}" if known else "unknown key"
+
+
+def _known_keys(root: type[BaseModel], loc: Loc) -> tuple[str, ...]:
+    """The keys the mapping at `loc` of a document validated as `root` may hold."""
+    current: object = root
+    for part in loc:
+        current = _unwrapped(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = None if field is None else field.annotation
+        elif get_origin(current) in {tuple, list} and isinstance(part, int):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return ()
+    current = _unwrapped(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return tuple(current.model_fields)
+    return ()
+
+
+def _unwrapped(annotation: object) -> object:
+    """`X` of `Annotated[X, ...]` and of `X | None`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in {Union, types.UnionType}:
+            members = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
 def _describe(loc: tuple[str | int, ...], msg: str) -> str:
     where = ".".join(str(p) for p in loc)
     msg = msg.removeprefix("Value error, ")
     return f"{where}: {msg}" if where else msg
 
 
-def _cross_check(
-    scenario: Scenario, filename: str, line_of: Callable[[Loc], int]
-) -> list[ScenarioIssue]:
-    issues: list[ScenarioIssue] = []
+def _cross_check(scenario: Scenario, filename: str, line_of: Callable[[Loc], int]) -> list[Issue]:
+    issues: list[Issue] = []
     known = scenario.site.known_paths()
     ids = {d.id for d in scenario.devices}
     for i, d in enumerate(scenario.devices):
         if d.location.strip("/") not in known:
             line = line_of(("devices", i, "location"))
             issues.append(
-                ScenarioIssue(
+                Issue(
                     filename,
                     line,
                     f"device {d.id}: location {d.location!r} is not in the site tree",
                 )
             )
         issues.extend(
-            ScenarioIssue(filename, line_of(("devices", i, key)), f"device {d.id}: {problem}")
+            Issue(filename, line_of(("devices", i, key)), f"device {d.id}: {problem}")
             for key, problem in _device_problems(d)
         )
     for i, entry in enumerate(scenario.timeline):
@@ -309,24 +313,20 @@ def _cross_check(
             if target not in ids:
                 key = "device" if target == entry.device else "devices"
                 issues.append(
-                    ScenarioIssue(
-                        filename, line_of(("timeline", i, key)), f"unknown device {target!r}"
-                    )
+                    Issue(filename, line_of(("timeline", i, key)), f"unknown device {target!r}")
                 )
         if entry.fault is not None:
             try:
                 build_fault(entry)
             except (TypeError, ValueError) as err:
                 issues.append(
-                    ScenarioIssue(
+                    Issue(
                         filename, line_of(("timeline", i, "params")), f"fault {entry.fault}: {err}"
                     )
                 )
         if entry.at > scenario.duration:
             issues.append(
-                ScenarioIssue(
-                    filename, line_of(("timeline", i, "at")), "starts after the scenario ends"
-                )
+                Issue(filename, line_of(("timeline", i, "at")), "starts after the scenario ends")
             )
     return issues
 

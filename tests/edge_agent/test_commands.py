@@ -32,6 +32,7 @@ sources:
     - {{id: panel, port: {tty}, codec: serial.gbt26875.3}}
 uplink: {{host: 127.0.0.1, port: {port}}}
 rules: [rules.yaml]
+devices: [{{id: panel, codec: serial.gbt26875.3, kind: fire_panel}}]
 """
 
 BAD_RULES = """\

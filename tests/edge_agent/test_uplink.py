@@ -63,8 +63,8 @@ def settings(broker: Mosquitto, **overrides: object) -> UplinkSettings:
         "host": broker.host,
         "port": broker.port,
         "keepalive_s": 2,
-        "batch_max_items": 200,
-        "batch_max_wait_s": 0.05,
+        "batch_max": 200,
+        "batch_wait_s": 0.05,
         "publish_timeout_s": 1.0,
         "connect_timeout_s": 1.0,
         "backoff": BackoffSettings(initial_s=0.05, max_s=0.5),
@@ -251,7 +251,7 @@ async def test_drain_flushes_then_stops_with_offline_status(
     mosquitto: Mosquitto, outbox: SqliteOutbox
 ) -> None:
     collector = Collector(mosquitto)
-    uplink = Uplink(settings(mosquitto, batch_max_wait_s=5.0), outbox, gateway_id=GW)
+    uplink = Uplink(settings(mosquitto, batch_wait_s=5.0), outbox, gateway_id=GW)
     async with running(collector.run()):
         await collector.subscribed.wait()
         run = asyncio.create_task(uplink.run())
@@ -383,9 +383,7 @@ async def test_a_small_batch_waits_for_more_records_then_leaves_as_one_envelope(
     mosquitto: Mosquitto, outbox: SqliteOutbox
 ) -> None:
     collector = Collector(mosquitto)
-    uplink = Uplink(
-        settings(mosquitto, batch_max_items=100, batch_max_wait_s=1.5), outbox, gateway_id=GW
-    )
+    uplink = Uplink(settings(mosquitto, batch_max=100, batch_wait_s=1.5), outbox, gateway_id=GW)
     async with running(collector.run()), running(uplink.run()):
         await collector.subscribed.wait()
         await wait_until(lambda: uplink.counters.connected)
@@ -401,9 +399,7 @@ async def test_a_full_batch_and_an_alarm_leave_without_waiting_for_the_batch_tim
 ) -> None:
     # With a minute of batch time, what arrives within `wait_until`'s 20 s was not held back by it.
     collector = Collector(mosquitto)
-    uplink = Uplink(
-        settings(mosquitto, batch_max_items=100, batch_max_wait_s=60), outbox, gateway_id=GW
-    )
+    uplink = Uplink(settings(mosquitto, batch_max=100, batch_wait_s=60), outbox, gateway_id=GW)
     async with running(collector.run()), running(uplink.run()):
         await collector.subscribed.wait()
         await wait_until(lambda: uplink.counters.connected)

@@ -89,8 +89,8 @@ async def test_a_backlog_goes_out_in_order_with_one_transaction_per_batch(
         {
             "host": mosquitto.host,
             "port": mosquitto.port,
-            "batch_max_items": 200,
-            "batch_max_wait_s": 0.3,
+            "batch_max": 200,
+            "batch_wait_s": 0.3,
             "publish_timeout_s": 2.0,
             "backoff": BackoffSettings(initial_s=0.05, max_s=0.5),
         }

@@ -49,9 +49,9 @@ UNBOUNDED = OutboxLimits(max_records=None, max_bytes=None)
 
 def test_batch_settings_are_capped_to_the_envelope_limits() -> None:
     assert min(LIMITS.max_readings, LIMITS.max_alarm_events) >= MAX_BATCH_ITEMS
-    UplinkSettings(batch_max_items=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
+    UplinkSettings(batch_max=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
     with pytest.raises(ValidationError):
-        UplinkSettings(batch_max_items=MAX_BATCH_ITEMS + 1)
+        UplinkSettings(batch_max=MAX_BATCH_ITEMS + 1)
     with pytest.raises(ValidationError):
         UplinkSettings(batch_max_bytes=MAX_BATCH_BYTES + 1)
 
@@ -101,9 +101,7 @@ async def _envelope_sizes(outbox: Outbox, settings: UplinkSettings) -> list[int]
     """Drain `outbox` the way the uplink does; check each envelope loads; return their sizes."""
     sizes = []
     gateway_id = WIDE * LIMITS.gateway_id
-    while (
-        batch := await outbox.begin(settings.batch_max_items, settings.batch_max_bytes)
-    ) is not None:
+    while (batch := await outbox.begin(settings.batch_max, settings.batch_max_bytes)) is not None:
         payload = batch.envelope(gateway_id, T0)
         envelope = loads(payload)
         assert len(envelope.readings) + len(envelope.alarm_events) == len(batch.records)
@@ -120,7 +118,7 @@ async def test_the_widest_records_stay_within_the_envelope_limit(kind: str, tmp_
     events = [_widest_event(seq) for seq in range(1, 8)]
     readings = [_widest_reading(n) for n in range(600)]
     await outbox.put(readings, events)
-    settings = UplinkSettings(batch_max_items=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
+    settings = UplinkSettings(batch_max=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
     sizes = await _envelope_sizes(outbox, settings)
     assert max(sizes) <= LIMITS.max_bytes
     assert max(sizes) > MAX_BATCH_BYTES * 0.9  # batches were filled to the byte cap
@@ -130,7 +128,7 @@ async def test_the_widest_records_stay_within_the_envelope_limit(kind: str, tmp_
 async def test_the_most_records_stay_within_the_envelope_limits(tmp_path: Path) -> None:
     outbox = await _outbox("sqlite", tmp_path)
     await outbox.put([_smallest_reading(n) for n in range(MAX_BATCH_ITEMS + 10)])
-    settings = UplinkSettings(batch_max_items=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
+    settings = UplinkSettings(batch_max=MAX_BATCH_ITEMS, batch_max_bytes=MAX_BATCH_BYTES)
     sizes = await _envelope_sizes(outbox, settings)
     assert len(sizes) == 2  # the first batch held the most records an envelope may carry
     await outbox.close()

@@ -1,4 +1,4 @@
-"""Uplink settings: backoff bounds, TLS file pairs, and mapping from the gateway config file."""
+"""Uplink settings: backoff bounds, TLS file pairs, and paths taken from the config's directory."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.config import UplinkConfig
-from edge_agent.uplink_settings import BackoffSettings, TlsSettings, UplinkSettings
+from edge_agent.uplink_settings import BackoffSettings, UplinkSettings, UplinkTlsError
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -24,13 +23,19 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 
 
 def test_tls_cert_and_key_come_together() -> None:
-    with pytest.raises(ValidationError, match="together"):
-        TlsSettings(ca=Path("ca.crt"), cert=Path("gw.crt"))
-    assert TlsSettings(ca=Path("ca.crt")).cert is None
+    alone = UplinkSettings(tls=True, ca_file="ca.crt", cert_file="gw.crt")
+    assert [str(p) for p in alone.tls_problems(files=False)] == [
+        "uplink.cert_file: needs key_file (the certificate's key)"
+    ]
+    with pytest.raises(UplinkTlsError, match=r"uplink\.cert_file: needs key_file"):
+        alone.ssl_context()
+    assert UplinkSettings(tls=True, ca_file="ca.crt").tls_problems(files=False) == []
 
 
-def test_from_config_resolves_relative_certificate_paths(tmp_path: Path) -> None:
-    config = UplinkConfig(
+def test_resolved_takes_relative_certificate_paths_from_the_config_directory(
+    tmp_path: Path,
+) -> None:
+    config = UplinkSettings(
         host="cloud.example",
         port=8883,
         tls=True,
@@ -40,15 +45,17 @@ def test_from_config_resolves_relative_certificate_paths(tmp_path: Path) -> None
         batch_max=250,
         batch_wait_s=0.5,
     )
-    settings = UplinkSettings.from_config(config, tmp_path)
-    assert settings.tls == TlsSettings(
-        ca=tmp_path / "pki/ca.crt", cert=Path("/etc/steward/gw.crt"), key=tmp_path / "pki/gw.key"
-    )
-    assert (settings.host, settings.port, settings.batch_max_items) == ("cloud.example", 8883, 250)
-    assert settings.batch_max_wait_s == 0.5
-    assert UplinkSettings.from_config(UplinkConfig(tls=False)).tls is None
-    with pytest.raises(ValueError, match="ca_file"):
-        UplinkSettings.from_config(UplinkConfig(tls=True))
+    settings = config.resolved(tmp_path)
+    assert settings.tls_path("ca_file") == tmp_path / "pki/ca.crt"
+    assert settings.tls_path("cert_file") == Path("/etc/steward/gw.crt")
+    assert settings.tls_path("key_file") == tmp_path / "pki/gw.key"
+    assert (settings.host, settings.port, settings.batch_max) == ("cloud.example", 8883, 250)
+    assert settings.batch_wait_s == 0.5
+    assert UplinkSettings.from_config(config, tmp_path) == settings
+    assert config.resolved(None) == config
+    assert UplinkSettings(tls=False).ssl_context() is None
+    with pytest.raises(UplinkTlsError, match=r"uplink\.tls: true needs ca_file"):
+        UplinkSettings(tls=True).ssl_context()
 
 
 def test_settings_reject_nonsense() -> None:

@@ -24,7 +24,7 @@ from core.metrics import Metric
 from core.types import Envelope, Reading
 from edge_agent.outbox.memory import MemoryOutbox
 from edge_agent.uplink import Uplink, UplinkTopics
-from edge_agent.uplink_settings import BackoffSettings, TlsSettings, UplinkSettings
+from edge_agent.uplink_settings import BackoffSettings, UplinkSettings
 from simulators.fixtures_services import MosquittoFactory
 from simulators.services import Mosquitto
 
@@ -164,10 +164,13 @@ def uplink_settings(broker: Mosquitto, pki: Pki, name: str) -> UplinkSettings:
     return UplinkSettings(
         host=broker.host,
         port=broker.port,
-        tls=TlsSettings(ca=pki.ca, cert=crt, key=key),
+        tls=True,
+        ca_file=str(pki.ca),
+        cert_file=str(crt),
+        key_file=str(key),
         publish_timeout_s=2,
         connect_timeout_s=2,
-        batch_max_wait_s=0.01,
+        batch_wait_s=0.01,
         backoff=BackoffSettings(initial_s=0.05, max_s=0.2),
     )
 
@@ -226,7 +229,8 @@ async def test_connection_without_client_certificate_is_refused(
     settings = UplinkSettings(
         host=broker.host,
         port=broker.port,
-        tls=TlsSettings(ca=pki.ca),
+        tls=True,
+        ca_file=str(pki.ca),
         connect_timeout_s=1,
         backoff=BackoffSettings(initial_s=0.05, max_s=0.1),
     )

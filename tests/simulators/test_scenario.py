@@ -4,14 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from core.issues import Issue
 from simulators.faults import Drop
-from simulators.scenario import (
-    ScenarioError,
-    build_fault,
-    load_scenario,
-    parse_duration,
-    parse_scenario,
-)
+from simulators.scenario import ScenarioError, build_fault, load_scenario, parse_scenario
 
 SCENARIOS = sorted(Path("simulators/scenarios").glob("*.yaml"))
 
@@ -93,10 +88,11 @@ def test_every_problem_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(90, 90.0), ("45s", 45.0), ("30m", 1800.0), ("2h", 7200.0), ("7d", 604800.0)],
+    [(90, 90.0), ("45s", 45.0), ("30m", 1800.0), ("2h", 7200.0), ("7d", 604800.0), ("1h30m", 5400)],
 )
 def test_durations(text: object, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+    doc = GOOD.replace("location: c1/b1}", f"location: c1/b1, interval: {text}}}")
+    assert parse_scenario(doc).devices[0].interval == seconds
 
 
 @pytest.mark.parametrize(
@@ -107,7 +103,7 @@ def test_durations(text: object, seconds: float) -> None:
         ("name: t", "name: t\nseed: -1", 2, "seed: Input should be greater than or equal to 0"),
         ("duration: 1h", "duration: .inf", 3, "duration: a duration is at most 366d"),
         ("duration: 1h", "duration: .nan", 3, "duration: not a duration"),
-        ("location: c1/b1}", "location: c1/b1, interval: true}", 11, "interval: a duration is"),
+        ("location: c1/b1}", "location: c1/b1, interval: true}", 11, "interval: not a duration"),
         ("location: c1/b1}", "location: c1/b1, params: {depth_mm: .nan}}", 11, "finite number"),
         ("{p: 0.5}", "{p: .inf}", 14, "finite number"),
         ("name: t", "name: t\nname: u", 2, "duplicate key 'name' (first at line 1)"),
@@ -130,3 +126,41 @@ def test_an_empty_or_unreadable_scenario_is_a_located_error(tmp_path: Path) -> N
         load_scenario("/dev/zero")
     with pytest.raises(ScenarioError, match="is a directory"):
         load_scenario(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "text"),
+    [
+        ("duration: 1h", "duraton: 1h", 3, "duraton: unknown key; did you mean duration?"),
+        ("  path: d/s/c/g", "  pth: d/s/c/g", 5, "site.pth: unknown key; did you mean path?"),
+        (
+            "location: c1/b1}",
+            "location: c1/b1, intervl: 5m}",
+            11,
+            "devices.0.intervl: unknown key; did you mean interval?",
+        ),
+        (
+            "{at: 10m,",
+            "{at: 10m, detect_whithin: 5m,",
+            13,
+            "timeline.0.detect_whithin: unknown key; did you mean detect_within?",
+        ),
+        ("name: t", "name: t\nzzz: 1", 2, "zzz: unknown key; known: "),
+    ],
+)
+def test_an_unknown_key_suggests_the_nearest_known_one(
+    old: str, new: str, line: int, text: str
+) -> None:
+    assert old in GOOD
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(GOOD.replace(old, new), "site.yaml")
+    messages = [str(i) for i in info.value.issues]
+    assert any(m.startswith(f"site.yaml:{line}: {text}") for m in messages), messages
+
+
+def test_scenario_problems_are_the_shared_issue_type() -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(GOOD.replace("duration: 1h", "duration: soon"), "site.yaml")
+    assert info.value.issues == (
+        Issue("site.yaml", 3, "duration: not a duration: 'soon' (use e.g. 45s, 20m, 1h30m, 2d)"),
+    )
