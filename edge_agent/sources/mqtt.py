@@ -10,7 +10,9 @@ exposes ride along in the frames), and `<name>/availability` messages become `on
 Zigbee devices bound by `friendly_name` keep their configured id; others are named by their friendly
 name; what a topic resolves to is kept per topic until the device index or the bindings change.
 ChirpStack events are bound to devices by DevEUI; events of unbound DevEUIs are counted and
-skipped, and malformed events are counted as decode errors. The source only
+skipped, and malformed events are counted as decode errors and dead-lettered (through the context);
+an unforeseen failure while reading an event is one more such error (`codec_error`, logged with its
+traceback once per kind), never the end of the source. The source only
 moves bytes: the firmware_adapters helpers turn a message into a RawFrame, the codec decodes it.
 
 QoS 0 messages (what Zigbee2MQTT and ChirpStack send by default) that the broker drops because the
@@ -32,10 +34,11 @@ from typing import Final
 from core.types import RawFrame
 from edge_agent.bindings import BindingsHolder
 from edge_agent.config import LocalMqttConfig
+from edge_agent.dead_letter import FailureLog
 from edge_agent.sources.base import Backoff, SourceContext
 from edge_agent.sources.mqtt_intake import MqttIntake, MqttIntakeError
-from firmware_adapters.chirpstack import frame_from_up_event, parse_up_event
-from firmware_adapters.errors import DecodeError
+from firmware_adapters.chirpstack import PARSER_ID, frame_from_up_event, parse_up_event
+from firmware_adapters.errors import DecodeError, DecodeReason, internal_error
 from firmware_adapters.zigbee2mqtt_exposes import (
     BASE_TOPIC,
     CODEC_ID,
@@ -49,6 +52,9 @@ _LOG = logging.getLogger(__name__)
 
 BROKER_DROPPED_TOPIC: Final = "$SYS/broker/publish/messages/dropped"
 """Mosquitto's count of dropped messages (queues full); retained, refreshed every `sys_interval`."""
+
+MQTT_PROTOCOL_CODEC: Final = "mqtt"
+"""The codec id protocol errors of the local broker are counted under (`decode_errors`)."""
 
 _ROUTES_MAX: Final = 10_000
 """Zigbee2MQTT topics whose frame metadata is kept (forgotten all at once beyond this)."""
@@ -89,6 +95,7 @@ class MqttSource:
         self._routes: dict[str, Mapping[str, str] | None] = {}
         self._routes_of: tuple[object, object] = (None, None)
         self._bridge_topic = f"{self.z2m_base or BASE_TOPIC}/bridge/devices"
+        self._failures = FailureLog(_LOG)
 
     @property
     def skipped(self) -> Counter[str]:
@@ -123,6 +130,7 @@ class MqttSource:
                 max_pending=self.max_pending,
                 on_subscribed=self._subscribed,
                 on_bad_topic=self._bad_topic,
+                on_protocol_error=self._protocol_error,
             )
             keepalive: asyncio.Task[None] | None = None
             try:
@@ -145,6 +153,11 @@ class MqttSource:
 
     def _bad_topic(self) -> None:
         self._skip("bad_topic")
+
+    def _protocol_error(self, reason: str) -> None:
+        # The broker broke MQTT (the connection ends and is made again): a framing error of the
+        # transport, counted as `decode_errors{codec="mqtt", reason}`.
+        self.ctx.stats.count_decode_error(MQTT_PROTOCOL_CODEC, reason)
 
     def _subscribed(self) -> None:
         self.connected = True
@@ -239,13 +252,20 @@ class MqttSource:
             return None
         try:
             event = parse_up_event(payload)
+            device = self.bindings.current.by_dev_eui.get(event.dev_eui.lower())
+            if device is None:
+                self._skip("lorawan_unbound")
+                return None
+            return frame_from_up_event(
+                event, device.codec, now, device_id=device.id, source_id=self.name
+            )
         except DecodeError as err:
-            self.ctx.stats.count_decode_error(err.codec_id, err.reason.value)
-            return None
-        device = self.bindings.current.by_dev_eui.get(event.dev_eui.lower())
-        if device is None:
-            self._skip("lorawan_unbound")
-            return None
-        return frame_from_up_event(
-            event, device.codec, now, device_id=device.id, source_id=self.name
-        )
+            error = err
+        except Exception as err:  # noqa: BLE001 - one bad event must not take the source down
+            error = internal_error(PARSER_ID, err, payload)
+            error.__cause__ = err
+        if error.reason is DecodeReason.CODEC_ERROR:
+            self._failures.report(error.codec_id, f"on {topic}", error)
+        raw = RawFrame(self.name, error.codec_id, payload, now, {"topic": topic})
+        self.ctx.refuse(raw, error.reason.value, error.detail)
+        return None

@@ -2,11 +2,11 @@
 
 aiomqtt reads one MQTT packet per readiness event (three `recv` calls each) and builds an asyncio
 object per message; at tens of thousands of messages per second that is most of the gateway's CPU.
-`MqttIntake` reads up to `CHUNK_BYTES` with one `recv` and splits the chunk into MQTT packets
-itself (`split_packets`: fixed header, remaining length). QoS 0 publishes, what Zigbee2MQTT and
-ChirpStack send by default, are taken straight from the chunk. Every other packet (CONNACK, SUBACK,
-PINGRESP, QoS 1 publishes) is handed whole to a paho-mqtt client, which owns the session: connect,
-subscribe, keepalive pings, and the PUBACKs.
+`MqttIntake` reads up to `CHUNK_BYTES` with one `recv` into one reused buffer and hands the chunk to
+a `ClientSession` (`edge_agent.mqtt_wire`, MQTT 3.1.1 without I/O), which splits it into packets,
+appends every PUBLISH's topic and payload to the batch being collected and answers the session's
+own packets (CONNACK → SUBSCRIBE, SUBACK, PINGRESP). This module owns the socket, the clock and the
+PUBACKs' timing; the session owns the protocol.
 
 What it guarantees: messages arrive in broker order, appended as `(topic, payload)` to a list the
 caller takes with `take()`. QoS 1 messages are acknowledged only when the caller says so
@@ -15,8 +15,8 @@ acknowledged when the connection ends is sent again by the broker (persistent se
 publisher loses nothing to a crash of the agent. QoS 0 messages are at most once by definition.
 The list is bounded: above `max_pending` messages the intake stops reading the socket, so a backlog
 waits in the TCP buffers and the broker, not in Python objects. A connection lost, refused or
-silent past the keepalive, or a malformed packet, makes `take()` raise `MqttIntakeError` once every
-message received before was taken.
+silent past the keepalive, or a packet that breaks MQTT (counted through `on_protocol_error`), makes
+`take()` raise `MqttIntakeError` once every message received before was taken.
 """
 
 from __future__ import annotations
@@ -25,127 +25,37 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from edge_agent.mqtt_wire import (
+    DEFAULT_MAX_PACKET_BYTES,
+    ClientSession,
+    Message,
+    MqttProtocolError,
+    MqttSessionError,
+)
 
 _LOG = logging.getLogger(__name__)
 
 CHUNK_BYTES: Final = 256 * 1024
 """Bytes read from the socket at once (one `recv`)."""
 
-PUBLISH: Final = 3
-"""MQTT control packet type of PUBLISH (the high nibble of the first byte)."""
-
-Message = tuple[str, bytes]
-"""A received message: topic and payload."""
+__all__ = ["CHUNK_BYTES", "Message", "MqttIntake", "MqttIntakeError", "Received"]
 
 
 class MqttIntakeError(ConnectionError):
     """The connection to the broker could not be made or was lost."""
 
 
-class MalformedPacketError(ValueError):
-    """The byte stream from the broker is not MQTT (a remaining length of more than 4 bytes)."""
-
-
-def split_packets(data: bytes, start: int = 0) -> tuple[list[tuple[int, int, int]], int]:
-    """Split whole MQTT packets off `data[start:]`; return `(start, body, end)` per packet.
-
-    `start` is the packet's first byte (type and flags), `body` is where its variable header starts
-    and `end` where the next packet starts. The second value is the offset of the first byte that
-    is not part of a whole packet (keep it for the next read). A remaining length longer than 4
-    bytes ends the split there; it raises `MalformedPacketError` when it is the first packet.
-    """
-    packets: list[tuple[int, int, int]] = []
-    size = len(data)
-    pos = start
-    while pos + 1 < size:
-        length = 0
-        shift = 0
-        index = pos + 1
-        while True:
-            if index >= size:
-                return packets, pos
-            byte = data[index]
-            length |= (byte & 0x7F) << shift
-            index += 1
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 21:  # noqa: PLR2004 - MQTT: at most 4 bytes of remaining length
-                if packets:
-                    return packets, pos  # what came before it is good
-                raise MalformedPacketError(f"remaining length of more than 4 bytes at {pos}")
-        end = index + length
-        if end > size:
-            return packets, pos
-        packets.append((pos, index, end))
-        pos = end
-    return packets, pos
-
-
-class _FedClient(paho.Client):
-    """A paho client that never reads its socket: it reads the whole packets the intake gives it."""
-
-    def __init__(
-        self,
-        client_id: str,
-        sink: Callable[[str, bytes, int], None],
-        on_bad_topic: Callable[[], None] | None,
-    ) -> None:
-        super().__init__(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=MQTTProtocolVersion.MQTTv311,
-            manual_ack=True,
-        )
-        self._feed = b""
-        self._feed_pos = 0
-        self._sink = sink
-        self._on_bad_topic = on_bad_topic
-
-    def bad_topic(self) -> None:
-        """Report a message dropped because its topic is not UTF-8."""
-        if self._on_bad_topic is not None:
-            self._on_bad_topic()
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        pos, feed = self._feed_pos, self._feed
-        if pos >= len(feed):
-            raise BlockingIOError  # paho: nothing more to read now
-        end = min(pos + bufsize, len(feed))
-        self._feed_pos = end
-        return feed[pos:end]
-
-    def handle_packet(self, packet: bytes) -> MQTTErrorCode:
-        """Let paho read and handle one whole packet."""
-        self._feed, self._feed_pos = packet, 0
-        return self.loop_read()
-
-    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        # One sink takes every QoS 1 message: paho's per-topic callback matcher is skipped.
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            self.bad_topic()
-            self.ack(message.mid, message.qos)  # never delivered: nothing to wait for
-            return
-        payload = message.payload
-        self._sink(topic, payload if type(payload) is bytes else bytes(payload), message.mid)
-
-
 @dataclass(slots=True)
 class Received:
-    """Messages taken at once, and the ids of its QoS 1 messages (to acknowledge, in order)."""
+    """Messages taken at once, and the packet ids of its QoS 1 messages (to acknowledge, in order).
+
+    A QoS 1 message dropped for a topic that is not UTF-8 has its id in `acks` but no message.
+    """
 
     messages: list[Message] = field(default_factory=list)
     acks: list[int] = field(default_factory=list)
@@ -164,8 +74,10 @@ class MqttIntake:
         optional_topics: Sequence[str] = (),
         keepalive_s: int = 30,
         max_pending: int = 2000,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
         on_subscribed: Callable[[], None] | None = None,
         on_bad_topic: Callable[[], None] | None = None,
+        on_protocol_error: Callable[[str], None] | None = None,
     ) -> None:
         """Prepare a session; nothing connects until `connect()`.
 
@@ -176,10 +88,14 @@ class MqttIntake:
             topics: Subscriptions, all with QoS 1.
             optional_topics: Subscriptions (QoS 1) the broker may refuse: a refusal is logged and
                 the session goes on (`topics` refused end it).
-            keepalive_s: MQTT keepalive; also the limit for CONNACK and SUBACK to arrive.
+            keepalive_s: MQTT keepalive; also the limit for connecting, CONNACK and SUBACK.
             max_pending: Received messages above which the socket is no longer read.
+            max_packet_bytes: Largest packet accepted from the broker; a larger one is a protocol
+                error.
             on_subscribed: Called once the broker acknowledged the subscriptions.
             on_bad_topic: Called for each message dropped because its topic is not UTF-8.
+            on_protocol_error: Called with the reason (a `ProtocolErrorReason` value) when the
+                broker breaks MQTT; the connection then ends.
         """
         self.host = host
         self.port = port
@@ -190,58 +106,94 @@ class MqttIntake:
         self.keepalive_s = keepalive_s
         self.max_pending = max_pending
         self.subscribed = False
+        self.session = ClientSession(
+            client_id,
+            self.topics,
+            self.optional_topics,
+            keepalive_s=keepalive_s,
+            clean_session=False,
+            max_packet_bytes=max_packet_bytes,
+        )
         self._on_subscribed = on_subscribed
+        self._on_bad_topic = on_bad_topic
+        self._on_protocol_error = on_protocol_error
+        self._bad_topics = 0
         self._pending = Received()
-        self._client = _FedClient(client_id, self._received_qos1, on_bad_topic)
         self._ready = asyncio.Event()
         self._lost: asyncio.Future[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: socket.socket | None = None
         self._fd = -1
-        self._rest = b""
         # One buffer for every read: a fresh 256 KiB object per `recv` costs an mmap and page faults.
         self._buffer = memoryview(bytearray(CHUNK_BYTES))
         self._reading = False
+        self._writing = False
+        self._out = bytearray()
         self._unacked: deque[tuple[asyncio.Future[None], list[int]]] = deque()
         self.pauses = 0
         """Times reading stopped because `max_pending` messages were waiting to be taken."""
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
 
-    # --- paho callbacks (called from the event loop, inside paho's read/misc calls) -------------
+    def _fail(self, why: str) -> None:
+        self._pause()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(why)
+        self._ready.set()
 
-    def _on_connect(
-        self,
-        client: paho.Client,
-        _userdata: object,
-        _flags: paho.ConnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._fail(f"connection refused: {reason}")
+    @property
+    def _gone(self) -> bool:
+        return self._lost is None or self._lost.done()
+
+    # --- socket readiness --------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        sock = self._sock
+        loop = self._loop
+        if sock is None or loop is None:
             return
-        client.subscribe([(topic, 1) for topic in (*self.topics, *self.optional_topics)])
-
-    def _on_subscribe(
-        self,
-        _client: paho.Client,
-        _userdata: object,
-        _mid: int,
-        reasons: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        required = len(self.topics)
-        refused = [str(r) for r in reasons[:required] if r.is_failure]
-        if refused:
-            self._fail(f"subscription refused: {', '.join(refused)}")
+        try:
+            size = sock.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
             return
-        self.refused = tuple(
-            topic
-            for topic, r in zip(self.optional_topics, reasons[required:], strict=False)
-            if r.is_failure
-        )
+        except OSError as err:
+            self._fail(f"read failed: {err}")
+            return
+        if not size:
+            self._fail("read failed: the broker closed the connection")
+            return
+        self._received(self._buffer[:size].tobytes(), loop.time())
+
+    def _received(self, chunk: bytes, now: float) -> None:
+        pending = self._pending
+        session = self.session
+        try:
+            session.receive(chunk, now, pending.messages, pending.acks)
+        except MqttProtocolError as err:
+            if self._on_protocol_error is not None:
+                self._on_protocol_error(err.reason.value)
+            self._fail(f"protocol error from the broker: {err}")
+        except MqttSessionError as err:
+            self._fail(str(err))
+        if session.bad_topics != self._bad_topics:
+            self._count_bad_topics()
+        if not self.subscribed and session.subscribed:
+            self._subscribed()
+        if not self._gone:
+            self._flush()
+        if pending.messages or pending.acks:
+            self._ready.set()
+            if len(pending.messages) >= self.max_pending:
+                self._pause()
+
+    def _count_bad_topics(self) -> None:
+        count = self.session.bad_topics
+        if self._on_bad_topic is not None:
+            for _ in range(count - self._bad_topics):
+                self._on_bad_topic()
+        self._bad_topics = count
+
+    def _subscribed(self) -> None:
+        self.subscribed = True
+        self.refused = self.session.refused
         if self.refused:
             _LOG.warning(
                 "%s:%d refused the optional subscription to %s",
@@ -249,108 +201,36 @@ class MqttIntake:
                 self.port,
                 ", ".join(self.refused),
             )
-        self.subscribed = True
         if self._on_subscribed is not None:
             self._on_subscribed()
 
-    def _on_disconnect(
-        self,
-        _client: paho.Client,
-        _userdata: object,
-        _flags: paho.DisconnectFlags,
-        reason: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self._fail(f"disconnected: {reason}")
+    def _flush(self) -> None:
+        """Send what the session queued; what the socket does not take waits for writability."""
+        data = self.session.data_to_send()
+        if data:
+            self._out += data
+        if not self._out or self._writing:
+            return
+        self._write()
 
-    def _received_qos1(self, topic: str, payload: bytes, mid: int) -> None:
-        self._pending.messages.append((topic, payload))
-        self._pending.acks.append(mid)
-
-    def _fail(self, why: str) -> None:
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(why)
-        self._ready.set()
-
-    # --- socket readiness --------------------------------------------------------------------
-
-    def _readable(self) -> None:
+    def _write(self) -> None:
         sock = self._sock
         if sock is None:
             return
         try:
-            size = sock.recv_into(self._buffer)
+            sent = sock.send(self._out)
         except (BlockingIOError, InterruptedError):
-            return
+            sent = 0
         except OSError as err:
-            self._pause()
-            self._fail(f"read failed: {err}")
+            self._fail(f"write failed: {err}")
             return
-        if not size:
-            self._pause()
-            self._fail("read failed: the broker closed the connection")
-            return
-        chunk = self._buffer[:size].tobytes()
-        try:
-            self._consume(self._rest + chunk if self._rest else chunk)
-        except MalformedPacketError as err:
-            self._pause()
-            self._fail(f"malformed packet from the broker: {err}")
-        except Exception as err:  # noqa: BLE001 - paho refusing a packet: reconnect, never crash
-            self._pause()
-            self._fail(f"packet not handled: {type(err).__name__}: {err}")
-        # paho's keepalive counts bytes received; the QoS 0 messages taken here count too.
-        self._client._last_bytes_received = time.monotonic()  # noqa: SLF001
-        if self._pending.messages:
-            self._ready.set()
-            if len(self._pending.messages) >= self.max_pending:
-                self._pause()
-
-    def _consume(self, data: bytes) -> None:
-        packets, kept = split_packets(data)
-        self._rest = data[kept:]
-        messages = self._pending.messages
-        client = self._client
-        for start, body, end in packets:
-            first = data[start]
-            if first >> 4 == PUBLISH and not first & 0x06:
-                # QoS 0: topic length, topic, payload (no packet id).
-                if end - body < 2:  # noqa: PLR2004 - the topic length field
-                    raise MalformedPacketError(f"PUBLISH without a topic length at {start}")
-                topic_end = body + 2 + (data[body] << 8 | data[body + 1])
-                if topic_end > end:
-                    raise MalformedPacketError(f"topic runs past its PUBLISH packet at {body}")
-                try:
-                    topic = data[body + 2 : topic_end].decode()
-                except UnicodeDecodeError:
-                    client.bad_topic()
-                    continue
-                messages.append((topic, data[topic_end:end]))
-                continue
-            rc = client.handle_packet(data[start:end])
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._pause()
-                self._fail(f"read failed: {paho.error_string(rc)}")
-                return
-        if self._rest:
-            split_packets(self._rest)  # a malformed header after the good packets raises now
-
-    def _writable(self) -> None:
-        try:
-            rc = self._client.loop_write()
-        except Exception as err:  # noqa: BLE001 - a broken connection: reconnect
-            self._fail(f"write failed: {type(err).__name__}: {err}")
-            return
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._fail(f"write failed: {paho.error_string(rc)}")
-
-    def _register_write(self, _client: paho.Client, _userdata: object, _sock: object) -> None:
-        if self._loop is not None and self._fd >= 0:
-            self._loop.add_writer(self._fd, self._writable)
-
-    def _unregister_write(self, _client: paho.Client, _userdata: object, _sock: object) -> None:
-        if self._loop is not None and self._fd >= 0:
+        del self._out[:sent]
+        if self._out and not self._writing and self._loop is not None:
+            self._loop.add_writer(self._fd, self._write)
+            self._writing = True
+        elif not self._out and self._writing and self._loop is not None:
             self._loop.remove_writer(self._fd)
+            self._writing = False
 
     def _pause(self) -> None:
         if self._reading and self._loop is not None:
@@ -366,26 +246,45 @@ class MqttIntake:
     # --- the session -------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection and send CONNECT (the SUBSCRIBE follows the CONNACK)."""
+        """Open the connection and send CONNECT (the SUBSCRIBE follows the CONNACK).
+
+        Raises:
+            MqttIntakeError: The broker cannot be reached.
+        """
         loop = self._loop = asyncio.get_running_loop()
         self._lost = loop.create_future()
         try:
-            # Name resolution and the TCP handshake may block: they run off the event loop.
-            await loop.run_in_executor(
-                None, self._client.connect, self.host, self.port, self.keepalive_s
-            )
-        except (OSError, ValueError) as err:
-            raise MqttIntakeError(f"cannot connect to {self.host}:{self.port}: {err}") from err
-        sock = self._client.socket()
-        if not isinstance(sock, socket.socket):
-            raise MqttIntakeError(f"no socket to {self.host}:{self.port}")
+            async with asyncio.timeout(self.keepalive_s or None):
+                sock = await self._open(loop)
+        except (OSError, TimeoutError) as err:
+            raise MqttIntakeError(
+                f"cannot connect to {self.host}:{self.port}: {err or 'timed out'}"
+            ) from err
         self._sock = sock
         self._fd = sock.fileno()
-        self._client.on_socket_register_write = self._register_write
-        self._client.on_socket_unregister_write = self._unregister_write
+        self.session.start(loop.time())
         self._resume()
-        if self._client.want_write():
-            self._writable()
+        self._flush()
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """A connected non-blocking TCP socket to the first address of the broker that answers."""
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address for {self.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)  # noqa: FBT003 - the socket API
+                await loop.sock_connect(sock, address)
+            except OSError as err:
+                sock.close()
+                error = err
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise error
 
     async def take(self) -> Received:
         """Wait for messages and return all received so far, oldest first.
@@ -393,13 +292,13 @@ class MqttIntake:
         Raises:
             MqttIntakeError: The connection is lost and every message received was taken.
         """
-        while not self._pending.messages:
+        while not (self._pending.messages or self._pending.acks):
             if self._lost is not None and self._lost.done():
                 raise MqttIntakeError(self._lost.result())
             self._ready.clear()
             await self._ready.wait()
         batch, self._pending = self._pending, Received()
-        if self._lost is None or not self._lost.done():
+        if not self._gone:
             self._resume()
         return batch
 
@@ -416,29 +315,31 @@ class MqttIntake:
 
     def _send_acks(self, _done: asyncio.Future[None]) -> None:
         unacked = self._unacked
+        ready: list[int] = []
         while unacked and unacked[0][0].done():
             stored, acks = unacked.popleft()
             if stored.cancelled() or stored.exception() is not None:
                 unacked.clear()
                 self._fail("messages could not be stored; they will be sent again")
                 return
-            if self._lost is not None and self._lost.done():
+            if self._gone:
                 unacked.clear()
                 return
-            for mid in acks:
-                self._client.ack(mid, 1)
+            ready += acks
+        if ready and self._loop is not None:
+            self.session.acknowledge(ready, self._loop.time())
+            self._flush()
 
     async def keepalive(self) -> None:
         """Send pings and notice a silent broker, once a second, until the connection is lost."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.keepalive_s
-        while self._lost is not None and not self._lost.done():
-            if not self.subscribed and loop.time() > deadline:
-                self._fail("no CONNACK or SUBACK within the keepalive")
+        while not self._gone:
+            try:
+                self.session.poll(loop.time())
+            except MqttSessionError as err:
+                self._fail(str(err))
                 return
-            if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._fail("keepalive: no answer from the broker")
-                return
+            self._flush()
             await asyncio.sleep(1.0)
 
     @property
@@ -447,18 +348,18 @@ class MqttIntake:
         return sum(len(acks) for _, acks in self._unacked)
 
     def close(self) -> None:
-        """Stop reading and close the socket (the persistent session stays on the broker)."""
+        """Send DISCONNECT if the socket takes it, close the socket (the session stays on the broker)."""
         self._pause()
-        if self._loop is not None and self._fd >= 0:
+        if self._writing and self._loop is not None:
             self._loop.remove_writer(self._fd)
-        self._fd = -1
+            self._writing = False
         self._unacked.clear()
         self._fail("closed")
-        self._client.on_disconnect = None
+        sock, self._sock, self._fd = self._sock, None, -1
+        if sock is None:
+            return
+        self.session.disconnect()
         with contextlib.suppress(OSError):
-            self._client.disconnect()
-        with contextlib.suppress(OSError):
-            sock = self._client.socket()
-            if sock is not None:
-                sock.close()
-        self._sock = None
+            sock.send(self._out + self.session.data_to_send())  # best effort, never waits
+        self._out.clear()
+        sock.close()

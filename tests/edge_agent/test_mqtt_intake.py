@@ -3,9 +3,17 @@ import contextlib
 
 import paho.mqtt.client as paho
 import pytest
-from hostile_broker import HostileBroker
+from hostile_broker import ACCEPTED, HostileBroker
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.clock import SystemClock
+from core.types import RawFrame
+from edge_agent.bindings import Bindings, BindingsHolder
+from edge_agent.config import LocalMqttConfig, Zigbee2MqttConfig
+from edge_agent.mqtt_wire import PacketType, connack_packet, encode_remaining_length, publish_packet
+from edge_agent.selfstats import PipelineStats
+from edge_agent.sources.base import Backoff, SourceContext
+from edge_agent.sources.mqtt import MQTT_PROTOCOL_CODEC, MqttSource
 from edge_agent.sources.mqtt_intake import CHUNK_BYTES, MqttIntake, MqttIntakeError
 from simulators.services import Mosquitto, free_port
 
@@ -249,28 +257,174 @@ async def test_a_failed_store_ends_the_connection_so_the_broker_sends_again(
 
 
 @pytest.mark.parametrize(
-    ("garbage", "reason"),
+    ("garbage", "detail", "reason"),
     [
-        (b"\x30\x01\x00", "without a topic length"),
-        (b"\x30\x03\x00\x09z", "topic runs past"),
-        (b"\x30\xff\xff\xff\xff\x7f", "more than 4 bytes"),
-        (b"\x36\x02\x00\x00", "Protocol error"),  # QoS 3 does not exist
+        (b"\x30\x01\x00", "without a topic length", "malformed_packet"),
+        (b"\x30\x03\x00\x09z", "topic runs past", "malformed_packet"),
+        (b"\x30\xff\xff\xff\xff\x7f", "more than 4 bytes", "malformed_remaining_length"),
+        (b"\x30" + encode_remaining_length(2_000_000), "above the limit", "packet_too_large"),
+        (b"\x36\x02\x00\x00", "PUBLISH with flags 0b0110", "unexpected_packet"),  # QoS 3
+        (b"\x00\x00", "reserved type 0", "unexpected_packet"),
+        (b"\x10\x00", "CONNECT", "unexpected_packet"),  # only clients send it
+        (b"\x20\x02\x00\x00", "a second CONNACK", "out_of_order"),
     ],
 )
 async def test_a_malformed_packet_ends_the_connection_after_the_good_ones(
-    garbage: bytes, reason: str
+    garbage: bytes, detail: str, reason: str
 ) -> None:
-    async with HostileBroker(garbage) as broker:
-        intake = MqttIntake("127.0.0.1", broker.port, client_id="intake-hostile", topics=["z"])
+    errors: list[str] = []
+    async with HostileBroker(garbage + publish_packet("z", b"never")) as broker:
+        intake = MqttIntake(
+            "127.0.0.1",
+            broker.port,
+            client_id="intake-hostile",
+            topics=["z"],
+            max_packet_bytes=1024 * 1024,
+            on_protocol_error=errors.append,
+        )
         await intake.connect()
         try:
             async with asyncio.timeout(5):
                 received = await intake.take()
                 assert received.messages == [("z", b"ok")]
-                with pytest.raises(MqttIntakeError, match=reason):
+                with pytest.raises(MqttIntakeError, match=f"protocol error.*{reason}.*{detail}"):
                     await intake.take()
         finally:
             intake.close()
+    assert errors == [reason]
+
+
+async def test_garbage_instead_of_a_connack_is_a_protocol_error() -> None:
+    errors: list[str] = []
+    async with HostileBroker(connack=b"HTTP/1.1 400 Bad Request\r\n\r\n") as broker:
+        intake = MqttIntake(
+            "127.0.0.1", broker.port, client_id="c", topics=["z"], on_protocol_error=errors.append
+        )
+        await intake.connect()
+        try:
+            async with asyncio.timeout(5):
+                with pytest.raises(MqttIntakeError, match="protocol error"):
+                    await intake.take()
+        finally:
+            intake.close()
+    assert errors == ["unexpected_packet"]
+    assert not broker.packets_of(PacketType.SUBSCRIBE)
+
+
+@pytest.mark.parametrize(
+    ("code", "why"), [(2, "identifier rejected"), (5, "not authorized")], ids=["id", "auth"]
+)
+async def test_a_refused_connection_ends_the_session_without_subscribing(
+    code: int, why: str
+) -> None:
+    async with HostileBroker(connack=connack_packet(code)) as broker:
+        intake = MqttIntake("127.0.0.1", broker.port, client_id="c", topics=["z"])
+        await intake.connect()
+        try:
+            async with asyncio.timeout(5):
+                with pytest.raises(MqttIntakeError, match=f"connection refused: {why}"):
+                    await intake.take()
+        finally:
+            intake.close()
+    assert not broker.packets_of(PacketType.SUBSCRIBE)
+    assert not intake.subscribed
+
+
+async def test_a_broker_closing_mid_packet_ends_take_after_the_whole_messages() -> None:
+    truncated = publish_packet("z", b"x" * 1000)[:100]
+    async with HostileBroker(truncated, close_after=True) as broker:
+        intake = MqttIntake("127.0.0.1", broker.port, client_id="c", topics=["z"])
+        await intake.connect()
+        try:
+            async with asyncio.timeout(5):
+                assert (await intake.take()).messages == [("z", b"ok")]
+                with pytest.raises(MqttIntakeError, match="the broker closed the connection"):
+                    await intake.take()
+        finally:
+            intake.close()
+
+
+@pytest.mark.parametrize(
+    ("connack", "lost"),
+    [
+        (ACCEPTED, "nothing from the broker for 1 s after a PINGREQ"),
+        (b"", "no CONNACK within the keepalive"),
+    ],
+    ids=["no-pingresp", "no-connack"],
+)
+async def test_a_silent_broker_ends_the_session_after_the_keepalive(
+    connack: bytes, lost: str
+) -> None:
+    async with HostileBroker(connack=connack, answer_pings=False, hold_s=30) as broker:
+        intake = MqttIntake("127.0.0.1", broker.port, client_id="c", topics=["z"], keepalive_s=1)
+        await intake.connect()
+        ping = asyncio.create_task(intake.keepalive())
+        try:
+            async with asyncio.timeout(6):
+                with pytest.raises(MqttIntakeError, match=lost):
+                    await take_until_lost(intake)
+        finally:
+            ping.cancel()
+            intake.close()
+    if connack:
+        assert broker.packets_of(PacketType.PINGREQ)
+
+
+async def test_pubacks_wait_for_the_store_and_close_sends_disconnect() -> None:
+    queued = publish_packet("z", b"1", qos=1, packet_id=5) + publish_packet(
+        "z", b"2", qos=1, packet_id=6
+    )
+    async with HostileBroker(queued) as broker:
+        intake = MqttIntake("127.0.0.1", broker.port, client_id="c", topics=["z"])
+        await intake.connect()
+        try:
+            received: list[tuple[str, bytes]] = []
+            acks: list[int] = []
+            async with asyncio.timeout(5):
+                while len(received) < 3:
+                    batch = await intake.take()
+                    received += batch.messages
+                    acks += batch.acks
+            assert received == [("z", b"ok"), ("z", b"1"), ("z", b"2")]
+            stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            intake.acknowledge(acks, stored)
+            await asyncio.sleep(0.3)
+            assert not broker.packets_of(PacketType.PUBACK)  # not stored yet: not acknowledged
+            stored.set_result(None)
+            await broker.until(PacketType.PUBACK, 2)
+            assert broker.packets_of(PacketType.PUBACK) == [b"\x00\x05", b"\x00\x06"]
+        finally:
+            intake.close()
+        await broker.until(PacketType.DISCONNECT)
+
+
+async def test_the_source_counts_a_protocol_error_and_connects_again() -> None:
+    stats = PipelineStats()
+    frames: list[RawFrame] = []
+
+    async def submit(frame: RawFrame) -> None:
+        frames.append(frame)
+
+    async def fault(_device_id: str, _faulty: bool) -> None:
+        return None
+
+    async with HostileBroker(b"\x30\xff\xff\xff\xff\x7f", close_after=True) as broker:
+        source = MqttSource(
+            name="local-mqtt",
+            broker=LocalMqttConfig(port=broker.port, zigbee2mqtt=Zigbee2MqttConfig()),
+            bindings=BindingsHolder(Bindings.build([])),
+            ctx=SourceContext(submit, fault, stats, SystemClock()),
+            client_id="protocol-errors",
+            backoff=Backoff(first=0.05, maximum=0.1),
+        )
+        task = asyncio.create_task(source.run())
+        try:
+            await broker.until(PacketType.CONNECT, 3, limit=10)
+            assert not task.done()  # never a crash: it connects again and again
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert stats.decode_errors[MQTT_PROTOCOL_CODEC, "malformed_remaining_length"] >= 2
 
 
 OPTIONAL = "$SYS/broker/publish/messages/dropped"
