@@ -1,34 +1,56 @@
 # Steward: two commands do all set-up on a fresh Debian machine (as root, or with sudo):
-#   make demo   - create .venv, install, run the whole pipeline on embedded defaults
-#   make test   - install what the tests need (apt + pip), then ruff, mypy --strict and pytest
-.PHONY: demo test check pytest venv system-deps clean
+#   make demo   - install Mosquitto and socat (apt) and .venv with the runtime extras (edge, sim),
+#                 then run the whole pipeline on embedded defaults
+#   make test   - install what the tests need (apt + pip .[dev]), then ruff, mypy --strict and pytest
+.PHONY: demo test check pytest venv venv-runtime system-deps system-deps-demo clean
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+FORMER_NAME := steward
+# The distribution's name before it became steward-iot: an editable install of this clone under
+# that name is removed first, so the two do not both claim the same console scripts.
+DROP_FORMER = if $(BIN)/pip show $(FORMER_NAME) 2>/dev/null | grep -qx 'Editable project location: $(CURDIR)'; \
+	then $(BIN)/pip uninstall -q -y $(FORMER_NAME); fi
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
 
-venv: $(STAMP)
+# What the demo runs: the agent and the simulators (.[dev] includes them, so it satisfies this too).
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(DROP_FORMER)
+	$(BIN)/pip install -q -e '.[edge,sim]'
+	touch $@
+
+# Everything the checks and tests use.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(DROP_FORMER)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+venv: $(DEV_STAMP)
+
+venv-runtime: $(RUNTIME_STAMP)
 
 system-deps:
-	scripts/install-system-deps
+	scripts/install-system-deps test
 
-demo: system-deps $(STAMP)
+system-deps-demo:
+	scripts/install-system-deps demo
+
+demo: system-deps-demo $(RUNTIME_STAMP)
 	$(BIN)/python scripts/demo.py
 
-check: $(STAMP)
+check: $(DEV_STAMP)
 	scripts/check
 
-pytest: $(STAMP)
+pytest: $(DEV_STAMP)
 	scripts/test
 
-test: system-deps $(STAMP)
+test: system-deps $(DEV_STAMP)
 	scripts/check
 	scripts/test
 

@@ -324,7 +324,7 @@ class Agent:
 
 def _log_clock(clock: Clock) -> None:
     if isinstance(clock, ScaledClock):
-        _LOG.warning(
+        _LOG.info(
             "running on a simulated clock %s: %gx real time, now %s; rule ticks every %.3f s",
             clock.spec,
             clock.speed,

@@ -42,7 +42,7 @@ _STOP_TIMEOUT_S: Final = 2.0
 
 def _version() -> str:
     try:
-        return metadata.version("steward")
+        return metadata.version("steward-iot")
     except metadata.PackageNotFoundError:
         return "0+unknown"
 

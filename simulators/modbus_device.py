@@ -4,7 +4,7 @@ Register contents come from the codec's encoder: `CODEC.encode(values)` builds t
 slave sends for a block read of its register table; the data words of that ADU are what the server
 holds at the table's first address. Several slaves can share a line. Reads of registers nobody set
 return 0; reads for an absent slave id get pymodbus's exception response (bus silence cannot be
-simulated with pymodbus, see INFRA_RECIPES.md §6c).
+simulated with pymodbus: its serial server answers every slave id).
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ class Mosquitto:
     def __init__(self, extra_config: Sequence[str] = (), *, port: int | None = None) -> None:
         """Prepare a broker; `extra_config` lines are appended to the generated mosquitto.conf."""
         if shutil.which("mosquitto") is None:
-            raise ServiceError("mosquitto is not installed (make test installs it)")
+            raise ServiceError("mosquitto is not installed (make demo and make test install it)")
         self.host = LOOPBACK
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="steward-mosquitto-"))
@@ -176,7 +176,7 @@ def _pg_bin(name: str) -> str:
             return str(path)
     found = shutil.which(name)
     if found is None:
-        raise ServiceError(f"PostgreSQL's {name} is not installed (make test installs it)")
+        raise ServiceError(f"PostgreSQL's {name} is not installed (make demo and make test install it)")
     return found
 
 
@@ -276,7 +276,7 @@ class VictoriaMetrics:
     def __init__(self) -> None:
         """Prepare a storage directory and pick a port."""
         if shutil.which("victoria-metrics") is None:
-            raise ServiceError("victoria-metrics is not installed (make test installs it)")
+            raise ServiceError("victoria-metrics is not installed (make demo and make test install it)")
         self.host = LOOPBACK
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="steward-vm-"))
