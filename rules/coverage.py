@@ -26,6 +26,8 @@ from core.derived import sources, targets
 from core.metrics import Metric
 from core.site import DeviceInfo
 from rules.compiled import CompiledRule
+from rules.kinds import compile_rule
+from rules.models import CompositeRule, NoDataRule
 from rules.spec import LoadedRule, RuleSet
 
 
@@ -56,7 +58,7 @@ def coverage(
 
     `shipped` names the rule files (as in `LoadedRule.source`) of shipped packs.
     """
-    compiled = [(loaded, CompiledRule(loaded)) for loaded in ruleset.rules]
+    compiled = [(loaded, compile_rule(loaded)) for loaded in ruleset.rules]
     findings: list[Finding] = []
     for device_id, info in sorted(devices.items()):
         metrics = device_metrics(info, reported.get(device_id, frozenset()))
@@ -99,7 +101,7 @@ def _never_matches(
     candidates = [(d, info) for d, info in devices.items() if rule.matches(d, info)]
     if not candidates:
         return f"no configured device passes its match {_describe(loaded)}"
-    if loaded.rule.type == "no_data":
+    if isinstance(loaded.rule, NoDataRule):
         if any(info.expected_interval_s for _, info in candidates):
             return ""
         return "no device it matches declares expected_interval_s, so none can be silent"
@@ -108,10 +110,10 @@ def _never_matches(
         metric in device_metrics(info, reported.get(d, frozenset())) for d, info in candidates
     ):
         return f"no configured device it matches {_describe(loaded)} reports {metric.value}"
-    if rule.scope_level is not None and not any(
-        rule.scope_of(info) is not None for _, info in candidates
+    if isinstance(loaded.rule, CompositeRule) and not any(
+        rule.subject(d, info) is not None for d, info in candidates
     ):
-        return f"no device it matches has a location down to the {rule.scope_level} level"
+        return f"no device it matches has a location down to the {loaded.rule.scope} level"
     return ""
 
 

@@ -9,49 +9,66 @@
   per event of a fingerprint, re-sends included.
 - Windows use the evaluation time (`now`), not the device's timestamp, so skewed device clocks do not
   empty them.
+
+Each rule is compiled into the evaluator of its kind (`rules.kinds`); the engine routes readings and
+ticks to them, runs the timers every kind shares, and turns state changes into events. Its memory is
+an `EngineState` (`rules.stores`), which `rules.snapshot` saves and restores.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from core.metrics import Metric, Quality
-from core.site import DeviceInfo, SitePath, bound_device, info_of
+from core.site import DeviceInfo, bound_device, info_of
 from core.types import AlarmEvent, AlarmState, Reading
-from rules.compiled import CompiledRule
-from rules.errors import SnapshotError
-from rules.silences import Silence, SilenceBook, in_maintenance
-from rules.snapshot import SNAPSHOT_VERSION, check_version, instance_from_json, instance_to_json
+from rules.compiled import CompiledRule, Events, Host, Observe
+from rules.kinds import compile_rule
+from rules.silences import Silence
+from rules.snapshot import load_snapshot, to_snapshot
 from rules.spec import RuleSet
-from rules.state import (
-    NO_DATA,
-    NORMAL,
-    PENDING,
-    RECOVERING,
-    RESOLVED,
-    Instance,
-    evaluate,
-    go_silent,
-)
+from rules.state import NORMAL, PENDING, RECOVERING, RESOLVED, Instance, go_silent
 from rules.state import on_timer as state_on_timer
 from rules.state import resolve as state_resolve
-
-if TYPE_CHECKING:
-    from rules.windows import SampleWindow
+from rules.stores import EngineState
+from rules.suppression import inhibition_ranks, suppression_flags
 
 RESOLVED_RETENTION_S: Final = 300.0
 """How long a RESOLVED event keeps being re-sent."""
 
-_Plan = tuple[tuple[tuple[CompiledRule, str | None], ...], float]
-"""The rules (with composite scope ids) that apply to one (device, metric), and the window horizon."""
+_Plan = tuple[tuple[tuple[Observe, str], ...], float]
+"""The rules that read one (device, metric), each as its `observe` and the subject it feeds, and
+the window horizon the device's samples of that metric need."""
 _EMPTY_PLAN: Final[_Plan] = ((), 0.0)
 
 
 def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
+
+
+class _EngineHost:
+    """What the evaluators of one engine may use of it (`rules.compiled.Host`)."""
+
+    __slots__ = ("_engine", "state")
+
+    def __init__(self, engine: RuleEngine, state: EngineState) -> None:
+        self._engine = engine
+        self.state = state
+
+    @property
+    def devices(self) -> Mapping[str, DeviceInfo]:
+        return self._engine._devices  # noqa: SLF001 - the engine's own adapter
+
+    def info(self, device_id: str) -> DeviceInfo | None:
+        return self._engine._info(device_id)  # noqa: SLF001
+
+    def location(self, subject: str) -> str:
+        return self._engine._location(subject)  # noqa: SLF001
+
+    def emit(self, inst: Instance, rule: CompiledRule, state: AlarmState, t: float) -> AlarmEvent:
+        return self._engine._emit(inst, rule, state, t)  # noqa: SLF001
 
 
 class RuleEngine:
@@ -61,22 +78,17 @@ class RuleEngine:
         if "/" in site or not site:
             raise ValueError(f"site id {site!r} must be non-empty and contain no '/'")
         self.site = site
-        self.counters: Counter[str] = Counter()
+        self._state = EngineState()
+        self.counters = self._state.counters
+        self._host: Host = _EngineHost(self, self._state)
         self._ruleset = rules
         self._rules: dict[str, CompiledRule] = {}
+        self._observers: dict[str, Observe] = {}
         self._by_metric: dict[Metric, tuple[CompiledRule, ...]] = {}
-        self._no_data_rules: tuple[CompiledRule, ...] = ()
+        self._sweepers: tuple[CompiledRule, ...] = ()
         self._devices: Mapping[str, DeviceInfo] = devices
         self._parts: dict[str, DeviceInfo] = {}
         self._plans: dict[str, dict[Metric, _Plan]] = {}
-        self._windows: dict[str, dict[Metric, SampleWindow]] = {}
-        self._instances: dict[tuple[str, str], Instance] = {}
-        self._hits: dict[tuple[str, str], deque[tuple[float, str]]] = {}
-        self._last_seen: dict[str, float] = {}
-        self._edges: dict[tuple[str, str], bool] = {}
-        self._seq: dict[str, int] = {}
-        self._silences = SilenceBook()
-        self._started: float | None = None
         self._rank: dict[str, int] = {}
         self._ranked = False
         self._compile(rules)
@@ -85,15 +97,16 @@ class RuleEngine:
 
     def _compile(self, rules: RuleSet) -> None:
         self._ruleset = rules
-        self._rules = {loaded.rule.id: CompiledRule(loaded) for loaded in rules.rules}
-        self._rank = _inhibition_ranks(self._rules)
+        self._rules = {loaded.rule.id: compile_rule(loaded) for loaded in rules.rules}
+        self._observers = {rule.id: rule.observe for rule in self._rules.values()}
+        self._rank = inhibition_ranks(self._rules)
         self._ranked = any(self._rank.values())
         by_metric: dict[Metric, list[CompiledRule]] = {}
         for rule in sorted(self._rules.values(), key=lambda r: self._rank[r.id]):
-            if rule.metric is not None and rule.type != "no_data":
+            if rule.metric is not None and rule.reads_readings:
                 by_metric.setdefault(rule.metric, []).append(rule)
         self._by_metric = {metric: tuple(group) for metric, group in by_metric.items()}
-        self._no_data_rules = tuple(r for r in self._rules.values() if r.type == "no_data")
+        self._sweepers = tuple(r for r in self._rules.values() if r.sweeps)
         self._plans.clear()
 
     def set_devices(self, devices: Mapping[str, DeviceInfo]) -> None:
@@ -108,7 +121,8 @@ class RuleEngine:
         old = self._rules
         self._compile(rules)
         out: list[AlarmEvent] = []
-        for key, inst in list(self._instances.items()):
+        instances = self._state.instances
+        for key, inst in list(instances.items()):
             new = self._rules.get(inst.rule_id)
             prior = old[inst.rule_id]
             if new is not None and new.version == prior.version:
@@ -116,13 +130,12 @@ class RuleEngine:
             if inst.reported:
                 inst.extra["reason"] = "rule changed" if new is not None else "rule removed"
                 out.append(self._emit(inst, prior, state_resolve(inst, t), t))
-            del self._instances[key]
-        for key in [
-            k
-            for k in self._hits
-            if k[0] not in self._rules or self._rules[k[0]].version != old[k[0]].version
-        ]:
-            del self._hits[key]
+            del instances[key]
+        self._state.hits.forget(
+            lambda rule_id: (
+                rule_id in self._rules and self._rules[rule_id].version == old[rule_id].version
+            )
+        )
         return out
 
     @property
@@ -145,7 +158,7 @@ class RuleEngine:
         created_by: str = "",
     ) -> Silence:
         """Silence matching alarms until `ends_at` (mandatory, in the future) for `reason` (mandatory)."""
-        silence = self._silences.add(
+        silence = self._state.silences.add(
             reason=reason,
             ends_at=ends_at,
             now=now,
@@ -160,12 +173,12 @@ class RuleEngine:
 
     def remove_silence(self, silence_id: str) -> bool:
         """End a silence early; return whether it existed."""
-        return self._silences.remove(silence_id)
+        return self._state.silences.remove(silence_id)
 
     @property
     def silences(self) -> tuple[Silence, ...]:
         """Silences not yet expired (as of the last tick)."""
-        return self._silences.all
+        return self._state.silences.all
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -181,31 +194,29 @@ class RuleEngine:
 
     def _plan(self, device_id: str, metric: Metric) -> _Plan:
         info = self._info(device_id)
-        entries: list[tuple[CompiledRule, str | None]] = []
+        entries: list[tuple[Observe, str]] = []
         horizon = 0.0
         for rule in self._by_metric.get(metric, ()):
             if not rule.matches(device_id, info):
                 continue
-            scope = None
-            if rule.type == "composite":
-                scope = rule.scope_of(info)
-                if scope is None:
-                    self.counters["composite_without_scope"] += 1
-                    continue
-            entries.append((rule, scope))
-            if rule.window is not None:
-                horizon = max(horizon, rule.window.over)
+            subject = rule.subject(device_id, info)
+            if subject is None:
+                self.counters[f"{rule.kind}_without_scope"] += 1
+                continue
+            entries.append((self._observers[rule.id], subject))
+            horizon = max(horizon, rule.horizon)
         return (tuple(entries), horizon) if entries else _EMPTY_PLAN
 
     def _location(self, subject: str) -> str:
         info = self._info(subject)
         return str(info.location) if info is not None else ""
 
-    def observe(self, reading: Reading, now: datetime) -> list[AlarmEvent]:  # noqa: C901, PLR0912 - the hot path stays inline
+    def observe(self, reading: Reading, now: datetime) -> list[AlarmEvent]:
         """Evaluate one reading at `now`; return the events it causes."""
         t = now.timestamp()
         device_id = reading.device_id
-        self.counters["readings"] += 1
+        state = self._state
+        state.counters["readings"] += 1
         out: list[AlarmEvent] = []
         plans = self._plans.get(device_id)
         if plans is None:
@@ -214,156 +225,43 @@ class RuleEngine:
         plan = plans.get(metric)
         if plan is None:
             plan = plans[metric] = self._plan(device_id, metric)
-        self._last_seen[device_id] = t
-        self._wake_no_data(device_id, t, out)
-        if "/" in device_id:
-            self._panel_heard(device_id, t, out)
+        state.heard.last_seen[device_id] = t
+        host = self._host
+        for rule in self._sweepers:
+            rule.wake(host, device_id, t, out)
+        if "/" in device_id:  # a panel's detector or zone reported: the panel is heard from too
+            self._heard(bound_device(device_id), t, out)
         entries, horizon = plan
         if not entries:
             return out
         if reading.quality is not Quality.GOOD:
-            self.counters[f"readings_skipped_{reading.quality.value}"] += 1
+            state.counters[f"readings_skipped_{reading.quality.value}"] += 1
             return out
         value = reading.value
         window = None
         if horizon:
-            window = self._window(device_id, metric, horizon)
+            window = state.windows.window(device_id, metric, horizon)
             if not window.append(t, float(value)):
-                self.counters["window_out_of_order"] += 1
-        for rule, scope in entries:
-            if scope is not None:
-                self._observe_composite(rule, scope, device_id, value=value, t=t, out=out)
-                continue
-            if rule.window is not None:
-                if window is None or not rule.in_active_hours(t):
-                    continue
-                measured = self._window_value(rule, window, t)
-                if measured is None:
-                    continue
-            elif rule.active_hours is not None and not rule.in_active_hours(t):
-                continue
-            else:
-                measured = value
-            active = rule.test(measured)
-            key = (rule.id, device_id)
-            inst = self._instances.get(key)
-            if inst is None:
-                if not active:
-                    continue
-                inst = self._instances[key] = Instance(
-                    rule.id, device_id, self._location(device_id)
-                )
-            inst.value = measured
-            emit = evaluate(inst, rule, active, rule.clear(measured), t)
-            if emit is not None:
-                out.append(self._emit(inst, rule, emit, t))
+                state.counters["window_out_of_order"] += 1
+        for observe, subject in entries:
+            observe(host, device_id, subject, value, window, t, out)
         return out
 
-    def _window(self, device_id: str, metric: Metric, horizon: float) -> SampleWindow:
-        # numpy (through rules.windows) loads only once a window rule sees a sample.
-        from rules.windows import SampleWindow  # noqa: PLC0415
-
-        per_device = self._windows.get(device_id)
-        if per_device is None:
-            per_device = self._windows[device_id] = {}
-        window = per_device.get(metric)
-        if window is None:
-            window = per_device[metric] = SampleWindow(horizon)
-        window.horizon_s = horizon
-        return window
-
-    def _window_value(self, rule: CompiledRule, window: SampleWindow, t: float) -> float | None:
-        spec = rule.window
-        assert spec is not None  # noqa: S101 - only window rules get here
-        ts, values = window.span(rule.window_start(t))
-        if len(values) < spec.min_samples or (spec.min_span and ts[-1] - ts[0] < spec.min_span):
-            return None
-        from rules.windows import aggregate  # noqa: PLC0415 - see _window
-
-        return aggregate(
-            spec.agg,
-            ts,
-            values,
-            target=spec.target,
-            reset_drop=spec.reset_drop,
-            min_samples=spec.min_samples,
-        )
-
-    def _observe_composite(
-        self,
-        rule: CompiledRule,
-        scope: str,
-        device_id: str,
-        *,
-        value: float | bool,
-        t: float,
-        out: list[AlarmEvent],
-    ) -> None:
-        key = (rule.id, scope)
-        hits = self._hits.get(key)
-        active = rule.test(value)
-        if not rule.count_devices:  # min_events counts triggers: rising edges per device
-            edge_key = (rule.id, device_id)
-            was_active = self._edges.get(edge_key, False)
-            self._edges[edge_key] = active
-            active = active and not was_active
-        if active:
-            if hits is None:
-                hits = self._hits[key] = deque()
-            hits.append((t, device_id))
-        if hits is not None:
-            self._evaluate_composite(rule, scope, hits, t, out)
-
-    def _evaluate_composite(
-        self,
-        rule: CompiledRule,
-        scope: str,
-        hits: deque[tuple[float, str]],
-        t: float,
-        out: list[AlarmEvent],
-    ) -> None:
-        key = (rule.id, scope)
-        horizon = t - rule.within_s
-        while hits and hits[0][0] < horizon:
-            hits.popleft()
-        devices = sorted({device for _, device in hits})
-        count = len(devices) if rule.count_devices else len(hits)
-        active = count >= rule.min_count
-        inst = self._instances.get(key)
-        if inst is None:
-            if not active:
-                if not hits:
-                    del self._hits[key]
-                return
-            inst = self._instances[key] = Instance(rule.id, scope, scope.partition(":")[2])
-        if active or inst.state is PENDING:
-            inst.value = count
-            inst.extra = {"count": count, "devices": ",".join(devices)}
-        emit = evaluate(inst, rule, active, not active, t)
-        if emit is not None:
-            out.append(self._emit(inst, rule, emit, t))
-
-    def _panel_heard(self, part_id: str, t: float, out: list[AlarmEvent]) -> None:
-        """A panel's detector or zone reported: the panel is heard from too."""
-        panel = bound_device(part_id)
-        self._last_seen[panel] = t
-        self._wake_no_data(panel, t, out)
-
-    def _wake_no_data(self, device_id: str, t: float, out: list[AlarmEvent]) -> None:
-        for rule in self._no_data_rules:
-            inst = self._instances.get((rule.id, device_id))
-            if inst is not None and inst.state is NO_DATA:
-                out.append(self._emit(inst, rule, state_resolve(inst, t), t))
+    def _heard(self, device_id: str, t: float, out: Events) -> None:
+        self._state.heard.last_seen[device_id] = t
+        for rule in self._sweepers:
+            rule.wake(self._host, device_id, t, out)
 
     # -- time ----------------------------------------------------------------------------------
 
     def tick(self, now: datetime) -> list[AlarmEvent]:
         """Advance timers to `now` (call every second): `for`, clear/keep timers, NO_DATA, re-sends."""
         t = now.timestamp()
-        if self._started is None:
-            self._started = t
+        state = self._state
+        if state.heard.started is None:
+            state.heard.started = t
         out: list[AlarmEvent] = []
-        items = list(self._instances.items())
+        items = list(state.instances.items())
         if self._ranked:
             # Inhibiting rules first: a lift and a tilt of one cover that both fire in this tick
             # are one alarm, the tilt flagged inhibited, whichever was seen first.
@@ -372,14 +270,15 @@ class RuleEngine:
         for key, inst in items:
             rule = self._rules.get(inst.rule_id)
             if rule is None:
-                del self._instances[key]
+                del state.instances[key]
                 continue
             self._tick_instance(key, inst, rule, t, out)
-        self._check_no_data(t, out)
-        self._silences.expire(t)
+        for rule in self._sweepers:
+            rule.sweep(self._host, t, out)
+        state.silences.expire(t)
         return out
 
-    def _tick_instance(  # noqa: C901, PLR0912 - one place for every timer
+    def _tick_instance(
         self,
         key: tuple[str, str],
         inst: Instance,
@@ -388,33 +287,19 @@ class RuleEngine:
         out: list[AlarmEvent],
     ) -> None:
         state = inst.state
-        evaluating = state is PENDING or state is RECOVERING or state is rule.active_state
-        if evaluating and rule.type == "composite":
-            hits = self._hits.setdefault(key, deque())
-            self._evaluate_composite(rule, inst.subject, hits, t, out)
-        elif evaluating and rule.window is not None and rule.in_active_hours(t):
-            window = self._windows.get(inst.subject, {}).get(rule.metric) if rule.metric else None
-            measured = self._window_value(rule, window, t) if window is not None else None
-            if measured is not None:
-                inst.value = measured
-                emit = evaluate(inst, rule, rule.test(measured), rule.clear(measured), t)
-                if emit is not None:
-                    out.append(self._emit(inst, rule, emit, t))
-        emit = state_on_timer(inst, rule, t)
-        if emit is not None:
-            out.append(self._emit(inst, rule, emit, t))
+        if state is PENDING or state is RECOVERING or state is rule.active_state:
+            rule.on_tick(self._host, inst, t, out)
+        self._send(inst, rule, state_on_timer(inst, rule, t), t, out)
         state = inst.state
         if state is rule.active_state or state is RECOVERING or state is PENDING:
-            if rule.type == "threshold" and self._silent(inst.subject, rule, t):
-                emit = go_silent(inst)
-                if emit is not None:
-                    out.append(self._emit(inst, rule, emit, t))
+            if rule.falls_silent(self._host, inst.subject, t):
+                self._send(inst, rule, go_silent(inst), t, out)
             elif rule.escalate_to is not None and state is not PENDING:
                 self._escalate(inst, rule, t, out)
         state = inst.state
         if state is NORMAL:
             if inst.resolved_at is None or t - inst.resolved_at > RESOLVED_RETENTION_S:
-                del self._instances[key]
+                del self._state.instances[key]
             elif inst.last_sent is not None and t - inst.last_sent >= rule.resend_s:
                 out.append(self._emit(inst, rule, RESOLVED, t))
         elif (
@@ -425,75 +310,27 @@ class RuleEngine:
             shown = rule.active_state if state is RECOVERING else state
             out.append(self._emit(inst, rule, shown, t))
 
-    def _escalate(
-        self, inst: Instance, rule: CompiledRule, t: float, out: list[AlarmEvent]
+    def _send(
+        self, inst: Instance, rule: CompiledRule, state: AlarmState | None, t: float, out: Events
     ) -> None:
+        if state is not None:
+            out.append(self._emit(inst, rule, state, t))
+
+    def _escalate(self, inst: Instance, rule: CompiledRule, t: float, out: Events) -> None:
         to, after = rule.escalate_to, rule.escalate_after_s
         if to is None or after is None or inst.starts_at is None or inst.severity is None:
             return
         if inst.severity.rank < to.rank and t - inst.starts_at >= after:
             inst.severity = to
-            shown = rule.active_state
-            out.append(self._emit(inst, rule, shown, t))
-
-    def _silent(self, device_id: str, rule: CompiledRule, t: float) -> bool:
-        info = self._info(device_id)
-        if info is None or not info.expected_interval_s:
-            return False
-        last = self._last_seen.get(device_id, self._started if self._started is not None else t)
-        return t - last > info.expected_interval_s * rule.no_data_factor
-
-    def _check_no_data(self, t: float, out: list[AlarmEvent]) -> None:
-        for rule in self._no_data_rules:
-            for device_id, info in self._devices.items():
-                if not info.expected_interval_s or not self._silent(device_id, rule, t):
-                    continue
-                if not rule.matches(device_id, info):
-                    continue
-                key = (rule.id, device_id)
-                inst = self._instances.get(key)
-                if inst is not None and inst.state is NO_DATA:
-                    continue
-                if inst is None:
-                    inst = self._instances[key] = Instance(rule.id, device_id, str(info.location))
-                inst.state, inst.starts_at, inst.severity = NO_DATA, t, rule.severity
-                inst.resolved_at = None
-                inst.value = None
-                last = self._last_seen.get(device_id)
-                inst.extra = {"silent_s": round(t - last, 3) if last is not None else -1.0}
-                out.append(self._emit(inst, rule, NO_DATA, t))
+            out.append(self._emit(inst, rule, rule.active_state, t))
 
     # -- events --------------------------------------------------------------------------------
 
-    def _suppressed(self, inst: Instance, rule: CompiledRule, t: float) -> tuple[str, ...]:
-        flags: list[str] = []
-        info = self._info(inst.subject)
-        location = (
-            info.location
-            if info is not None
-            else (SitePath.parse(inst.location) if inst.location else None)
-        )
-        if self._silences.covers(rule.id, inst.subject, location, t):
-            flags.append("silence")
-        if in_maintenance(self._ruleset.maintenance_windows, rule.id, inst.subject, location, t):
-            flags.append("maintenance")
-        if not rule.is_armed(t):
-            flags.append("disarmed")
-        for parent_id in rule.inhibited_by:
-            parent = self._rules.get(parent_id)
-            if parent is None:
-                continue
-            subject = parent.scope_of(info) if parent.type == "composite" else inst.subject
-            other = self._instances.get((parent_id, subject)) if subject else None
-            if other is not None and other.state in {parent.active_state, RECOVERING, NO_DATA}:
-                flags.append("inhibited")
-                break
-        return tuple(flags)
-
     def _emit(self, inst: Instance, rule: CompiledRule, state: AlarmState, t: float) -> AlarmEvent:
         fingerprint = f"{self.site}/{inst.subject}/{rule.id}"
-        seq = self._seq.get(fingerprint, 0) + 1
-        self._seq[fingerprint] = seq
+        seq_of = self._state.seq
+        seq = seq_of.get(fingerprint, 0) + 1
+        seq_of[fingerprint] = seq
         inst.last_sent = t
         self.counters[f"events_{state.value}"] += 1
         evidence = dict(rule.evidence)
@@ -511,11 +348,19 @@ class RuleEngine:
             rule_id=rule.id,
             device_id=inst.subject,
             location=inst.location,
-            description=rule.rule.description,
+            description=rule.description,
             valid_until=_dt(t + 4 * rule.resend_s) if reported else None,
             value=inst.value,
             evidence=evidence,
-            suppressed=self._suppressed(inst, rule, t),
+            suppressed=suppression_flags(
+                inst,
+                rule,
+                t,
+                info=self._info(inst.subject),
+                state=self._state,
+                rules=self._rules,
+                maintenance=self._ruleset.maintenance_windows,
+            ),
             work_order=rule.hint,
             rule_version=rule.version,
         )
@@ -524,44 +369,16 @@ class RuleEngine:
 
     def state_of(self, rule_id: str, subject: str) -> AlarmState:
         """The current state of an alarm instance (NORMAL when there is none)."""
-        inst = self._instances.get((rule_id, subject))
+        inst = self._state.instances.get((rule_id, subject))
         return inst.state if inst is not None else NORMAL
 
     def active_instances(self) -> list[Instance]:
         """Every instance that is not NORMAL (pending, firing, recovering, no data, fault)."""
-        return [i for i in self._instances.values() if i.state is not NORMAL]
+        return [i for i in self._state.instances.values() if i.state is not NORMAL]
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to resume after a restart, as JSON-ready values."""
-        return {
-            "version": SNAPSHOT_VERSION,
-            "site": self.site,
-            "started": self._started,
-            "seq": dict(self._seq),
-            "counters": dict(self.counters),
-            "last_seen": dict(self._last_seen),
-            "instances": [
-                instance_to_json(inst, self._rules[inst.rule_id].version)
-                for inst in self._instances.values()
-                if inst.rule_id in self._rules
-            ],
-            "hits": [
-                {"rule": rule_id, "scope": scope, "hits": [[t, d] for t, d in hits]}
-                for (rule_id, scope), hits in self._hits.items()
-            ],
-            "windows": [
-                {
-                    "device": device,
-                    "metric": metric.value,
-                    "horizon": w.horizon_s,
-                    "samples": w.dump(),
-                }
-                for device, per_metric in self._windows.items()
-                for metric, w in per_metric.items()
-            ],
-            "silences": self._silences.to_json(),
-            "edges": [[rule_id, device, state] for (rule_id, device), state in self._edges.items()],
-        }
+        """Everything needed to resume after a restart, as JSON-ready values (`rules.snapshot`)."""
+        return to_snapshot(self._state, self.site, self._versions())
 
     @classmethod
     def restore(
@@ -573,59 +390,9 @@ class RuleEngine:
         site: str,
     ) -> RuleEngine:
         """Build an engine from a snapshot; instances of rules that changed since are dropped."""
-        data = dict(snapshot)
-        check_version(data)
         engine = cls(rules, devices, site=site)
-        try:
-            engine._started = data.get("started")
-            engine._seq = {str(k): int(v) for k, v in data.get("seq", {}).items()}
-            engine.counters.update({str(k): int(v) for k, v in data.get("counters", {}).items()})
-            engine._last_seen = {str(k): float(v) for k, v in data.get("last_seen", {}).items()}
-            for item in data.get("instances", []):
-                rule = engine._rules.get(item.get("rule_id", ""))
-                if rule is None or rule.version != item.get("rule_version"):
-                    engine.counters["restore_dropped_instances"] += 1
-                    continue
-                inst = instance_from_json(item)
-                engine._instances[(inst.rule_id, inst.subject)] = inst
-            for item in data.get("hits", []):
-                if item["rule"] in engine._rules:
-                    engine._hits[(item["rule"], item["scope"])] = deque(
-                        (float(t), str(d)) for t, d in item["hits"]
-                    )
-            for item in data.get("windows", []):
-                window = engine._window(
-                    str(item["device"]), Metric(item["metric"]), float(item["horizon"])
-                )
-                for ts, value in zip(*item["samples"], strict=True):
-                    window.append(float(ts), float(value))
-            for rule_id, device, state in data.get("edges", []):
-                engine._edges[(str(rule_id), str(device))] = bool(state)
-            engine._silences.load_json(data.get("silences"))
-        except SnapshotError:
-            raise
-        except (KeyError, TypeError, ValueError) as err:
-            raise SnapshotError(f"bad snapshot: {err}") from err
+        load_snapshot(engine._state, snapshot, engine._versions())
         return engine
 
-
-def _inhibition_ranks(rules: Mapping[str, CompiledRule]) -> dict[str, int]:
-    """Per rule, how many inhibiting rules stand above it (0 for a rule nothing inhibits).
-
-    Evaluating rules in this order makes an inhibiting alarm active before the alarms it
-    inhibits are judged, when both change at the same instant. A cycle is cut where it closes.
-    """
-    ranks: dict[str, int] = {}
-
-    def rank(rule_id: str, path: frozenset[str]) -> int:
-        if rule_id in ranks:
-            return ranks[rule_id]
-        rule = rules.get(rule_id)
-        parents = [p for p in (rule.inhibited_by if rule else ()) if p in rules and p not in path]
-        value = 1 + max((rank(p, path | {rule_id}) for p in parents), default=-1)
-        ranks[rule_id] = value
-        return value
-
-    for rule_id in rules:
-        rank(rule_id, frozenset())
-    return ranks
+    def _versions(self) -> dict[str, str]:
+        return {rule_id: rule.version for rule_id, rule in self._rules.items()}

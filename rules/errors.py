@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.issues import Issue
+
 
 class RuleError(Exception):
     """Base of every error raised by `rules`."""
 
 
 class RuleFileError(RuleError, ValueError):
-    """One or more rule files are invalid; nothing was loaded.
+    """One or more rule files (or rule test files) are invalid; nothing was loaded.
 
-    `errors` holds every problem found, each as `file:line: message`, in file order.
+    `issues` holds every problem found, in file order; `errors` the same as `file:line: message`
+    text (line 0 for a file that could not be read at all).
     """
 
-    def __init__(self, errors: Sequence[str]) -> None:
-        """Keep every error; the message lists them one per line."""
-        self.errors = tuple(errors)
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        """Keep every issue; the message lists them one per line."""
+        self.issues = tuple(issues)
+        self.errors = tuple(f"{i.file}:{i.line}: {i.message}" for i in self.issues)
         super().__init__("\n".join(self.errors))
 
 

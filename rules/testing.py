@@ -17,6 +17,7 @@ from typing import Annotated, Final
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from core.derived import Derivation, DerivationError, FlagMemory, derive, parse_derivations
+from core.issues import Issue
 from core.metrics import CATALOG, Metric, MetricKind, quality_of
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import AlarmEvent, AlarmState, Reading, Severity
@@ -24,7 +25,14 @@ from core.yaml_located import YamlError, load_file
 from rules.engine import RuleEngine
 from rules.errors import RuleFileError
 from rules.parsing import format_duration
-from rules.spec import Duration, SitePathField, ZoneName, load_rule_files, yaml_errors
+from rules.spec import (
+    Duration,
+    SitePathField,
+    ZoneName,
+    load_rule_files,
+    validation_issues,
+    yaml_issues,
+)
 
 _NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 _SERIES_TOKEN: Final = re.compile(rf"^({_NUMBER}|true|false|_)(?:([+-])({_NUMBER}))?(?:x(\d+))?$")
@@ -256,17 +264,12 @@ def load_test_file(path: str | Path) -> RuleTestFile:
     try:
         document = load_file(path)
     except YamlError as err:
-        raise RuleFileError(yaml_errors(err, "test file")) from None
-    errors: list[str] = []
+        raise RuleFileError(yaml_issues(err, "test file")) from None
+    issues: list[Issue] = []
     try:
         parsed = RuleTestFile.model_validate(document.data)
     except ValidationError as err:
-        for problem in err.errors():
-            loc = tuple(problem["loc"])
-            where = ".".join(str(p) for p in loc) or "(document)"
-            message = problem["msg"].removeprefix("Value error, ")
-            errors.append(f"{name}:{document.line_of(loc)}: {where}: {message}")
-        raise RuleFileError(errors) from None
+        raise RuleFileError(list(validation_issues(err, document, name))) from None
     for t_index, test in enumerate(parsed.tests):
         last_input = 0.0
         for s_index, series in enumerate(test.input_series):
@@ -274,18 +277,22 @@ def load_test_file(path: str | Path) -> RuleTestFile:
                 count = len(expand_values(series.values, boolean=False))
             except ValueError as err:
                 line = document.line_of(("tests", t_index, "input_series", s_index, "values"))
-                errors.append(f"{name}:{line}: {err}")
+                issues.append(Issue(name, line, str(err)))
                 continue
             last_input = max(last_input, series.start + series.interval * count)
         last_expected = max((e.at for e in test.expected_events), default=0.0)
         duration = max(last_input, last_expected) if test.duration is None else test.duration
         if duration / (test.tick or parsed.tick) > MAX_STEPS:
-            errors.append(
-                f"{name}:{document.line_of(('tests', t_index))}: tests.{t_index}: runs more than "
-                f"{MAX_STEPS} ticks (shorten the test or lengthen its tick)"
+            issues.append(
+                Issue(
+                    name,
+                    document.line_of(("tests", t_index)),
+                    f"tests.{t_index}: runs more than {MAX_STEPS} ticks "
+                    "(shorten the test or lengthen its tick)",
+                )
             )
-    if errors:
-        raise RuleFileError(errors)
+    if issues:
+        raise RuleFileError(issues)
     return parsed
 
 

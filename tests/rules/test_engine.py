@@ -8,7 +8,7 @@ from core.metrics import Metric, Quality
 from core.site import DeviceInfo, DeviceKind, SitePath
 from core.types import AlarmEvent, AlarmState, Reading, Severity
 from rules.engine import RuleEngine
-from rules.errors import SilenceError
+from rules.errors import SilenceError, SnapshotError
 from rules.spec import RuleSet, parse_rules
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -318,6 +318,12 @@ def test_restore_drops_instances_of_changed_rules() -> None:
     restored = RuleEngine.restore(snap, other, DEVICES, site="site1")
     assert restored.state_of("bin_full", "bin-1") is AlarmState.NORMAL
     assert restored.counters["restore_dropped_instances"] == 1
+
+
+@pytest.mark.parametrize("saved", [[["version", 1]], [1, 2], "text", {"version": 1, "seq": [1]}])
+def test_a_snapshot_that_cannot_be_read_is_a_snapshot_error(saved: object) -> None:
+    with pytest.raises(SnapshotError):
+        RuleEngine.restore(saved, parse_rules(RULES), DEVICES, site="site1")  # type: ignore[arg-type]
 
 
 def test_an_event_says_what_and_where() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rules.errors import RuleFileError
-from rules.spec import load_rule_files, parse_rules
+from rules.spec import ThresholdRule, load_rule_files, parse_rules
 from rules.testing import load_test_file
 
 PACKS = Path(__file__).resolve().parents[2] / "rules" / "packs"
@@ -80,7 +80,9 @@ def test_what_an_alarm_event_carries_fits_the_envelope_limits() -> None:
 
 def test_a_boolean_count_window_still_compares_numbers() -> None:
     text = rule("smoke", "equals: 3\n    window: {agg: count_true, over: 10m}")
-    assert parse_rules(text, "r.yaml").rule("r1").equals == 3
+    loaded = parse_rules(text, "r.yaml").rule("r1")
+    assert isinstance(loaded, ThresholdRule)
+    assert loaded.equals == 3
 
 
 def test_a_file_level_zone_the_database_cannot_load_is_an_error() -> None:

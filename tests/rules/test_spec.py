@@ -4,7 +4,7 @@ import pytest
 
 from rules.errors import RuleFileError
 from rules.parsing import DailyRange, parse_duration
-from rules.spec import load_rule_files, parse_rules
+from rules.spec import ThresholdRule, load_rule_files, parse_rules
 
 GOOD = """
 rules:
@@ -38,6 +38,7 @@ rules:
 def test_good_file_loads_with_durations_in_seconds() -> None:
     ruleset = parse_rules(GOOD, "good.yaml")
     rule = ruleset.rule("bin_full")
+    assert isinstance(rule, ThresholdRule)
     assert rule.for_ == 600
     assert rule.clear is not None
     assert rule.clear.below == 60
