@@ -166,4 +166,5 @@ if __name__ == "__main__":
     figures = run(float(sys.argv[1]) if len(sys.argv) > 1 else 6.0)
     width = max(map(len, figures))
     for name, value in figures.items():
-        print(f"{name:<{width}}  {value:>14,.2f}")
+        shown = f"{value:>14.3e}" if "ratio" in name else f"{value:>14,.2f}"
+        print(f"{name:<{width}}  {shown}")

@@ -28,9 +28,9 @@ from core.site import DeviceInfo
 from core.types import AlarmEvent, AlarmState, Scalar, Severity, WorkOrderHint
 
 if TYPE_CHECKING:
+    from rules.daily_range import DailyRange
     from rules.fields import Condition, Match
     from rules.models import ConditionRule, RuleKind
-    from rules.parsing import DailyRange
     from rules.spec import LoadedRule
     from rules.state import Instance
     from rules.stores import EngineState

@@ -20,11 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from core.durations import parse_duration
 from core.metrics import Metric
 from core.site import DeviceKind, SitePath
 from core.types import ENVELOPE_LIMITS, Priority, Severity
 from core.zones import check_zone
-from rules.parsing import DailyRange, parse_duration
+from rules.daily_range import DailyRange
 
 ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]*$"
 """Rule and maintenance window ids."""

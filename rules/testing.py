@@ -17,6 +17,7 @@ from typing import Annotated, Final
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from core.derived import Derivation, DerivationError, FlagMemory, derive, parse_derivations
+from core.durations import format_duration
 from core.issues import Issue
 from core.metrics import CATALOG, Metric, MetricKind, quality_of
 from core.site import DeviceInfo, DeviceKind, SitePath
@@ -24,7 +25,6 @@ from core.types import AlarmEvent, AlarmState, Reading, Severity
 from core.yaml_located import YamlError, load_file
 from rules.engine import RuleEngine
 from rules.errors import RuleFileError
-from rules.parsing import format_duration
 from rules.spec import (
     Duration,
     SitePathField,

@@ -135,17 +135,19 @@ async def test_changes_that_need_a_restart_are_refused(tmp_path: Path) -> None:
 
 async def test_a_hostile_payload_is_refused_with_its_line_not_a_crash(tmp_path: Path) -> None:
     handler, _, _, _ = make_handler(tmp_path)
-    deep = b"rules: " + b"[" * 5000 + b"]" * 5000
-    nested = await handler(deep)
-    assert nested["accepted"] is False
-    assert "config-topic:1: " in nested["errors"][0]
-    assert "nest" in nested["errors"][0]
-    bad_scalar = await handler(b"version: 1\nrules: !!int abc\n")
-    assert bad_scalar["accepted"] is False
-    assert bad_scalar["errors"][0].startswith("config-topic:2: ")
-    huge = await handler(b"rules: '" + b"x" * (5 * 1024 * 1024) + b"'")
-    assert huge["accepted"] is False
-    assert "over the" in huge["errors"][0]
+
+    async def refusal(payload: bytes) -> str:
+        report = await handler(payload)
+        assert report["accepted"] is False
+        errors = report["errors"]
+        assert isinstance(errors, list)
+        return str(errors[0])
+
+    deep = await refusal(b"rules: " + b"[" * 5000 + b"]" * 5000)
+    assert deep.startswith("config-topic:1: ")
+    assert "nest" in deep
+    assert (await refusal(b"version: 1\nrules: !!int abc\n")).startswith("config-topic:2: ")
+    assert "over the" in await refusal(b"rules: '" + b"x" * (5 * 1024 * 1024) + b"'")
 
 
 async def test_sources_and_pipeline_are_handed_to_the_agent_to_apply(tmp_path: Path) -> None:

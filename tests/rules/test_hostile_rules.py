@@ -30,7 +30,7 @@ def errors_of(text: str) -> tuple[str, ...]:
         (
             "fill_pct",
             "above: 80\n    for: 400d",
-            "r.yaml:5: rules.0.for: duration '400d' is longer",
+            "r.yaml:5: rules.0.for: a duration is at most 365d: '400d'",
         ),
         ("fill_pct", "above: .nan", "r.yaml:4: rules.0.above: expected a finite number"),
         ("fill_pct", "below: -.inf", "r.yaml:4: rules.0.below: expected a finite number"),
@@ -39,7 +39,7 @@ def errors_of(text: str) -> tuple[str, ...]:
         (
             "fill_pct",
             "above: 80\n    window: {agg: mean, over: .inf}",
-            "r.yaml:5: rules.0.window.over: duration inf is longer than 365d",
+            "r.yaml:5: rules.0.window.over: a duration is at most 365d: inf",
         ),
         (
             "fill_pct",

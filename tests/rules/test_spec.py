@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from core.durations import parse_duration
+from rules.daily_range import DailyRange
 from rules.errors import RuleFileError
-from rules.parsing import DailyRange, parse_duration
 from rules.spec import ThresholdRule, load_rule_files, parse_rules
 
 GOOD = """
