@@ -9,10 +9,9 @@ every issue at once. Validation reads the file and the TLS files it names; nothi
 from __future__ import annotations
 
 import difflib
-import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated, Literal
 
 from pydantic import (
     AllowInfNan,
@@ -31,9 +30,10 @@ from core.derived import Derivation, DerivationError, parse_derivations
 from core.durations import seconds_if_duration
 from core.issues import Issue
 from core.metrics import Metric
+from core.schema_issues import schema_issues
 from core.site import LEVELS, DeviceInfo, DeviceKind, SitePath
 from core.types import Severity
-from core.yaml_located import Loc, Located, YamlError, load_file, load_located
+from core.yaml_located import Located, YamlError, load_file, load_located
 from core.zones import check_zone
 from edge_agent.config_errors import ConfigError
 from edge_agent.uplink_settings import UplinkSettings
@@ -310,66 +310,15 @@ def _validate(doc: Located, filename: str, base_dir: Path | None) -> EdgeConfig:
     try:
         config = EdgeConfig.model_validate(doc.data)
     except ValidationError as err:
-        issues = [*_pydantic_issues(err, doc, filename), *_raw_codec_issues(doc, filename)]
+        issues = [
+            *schema_issues(err.errors(include_url=False), doc, filename, EdgeConfig),
+            *_raw_codec_issues(doc, filename),
+        ]
         raise ConfigError(sorted(issues, key=lambda issue: issue.line)) from err
     issues = list(_cross_issues(config, doc, filename, base_dir))
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line))
     return config
-
-
-def _pydantic_issues(err: ValidationError, doc: Located, filename: str) -> Iterator[Issue]:
-    for item in err.errors(include_url=False):
-        loc = tuple(part for part in item["loc"] if isinstance(part, str | int))
-        where = ".".join(str(part) for part in loc) or "(document)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden" and loc:
-            message = unknown_key(str(loc[-1]), _known_keys(EdgeConfig, loc[:-1]))
-        yield Issue(filename, doc.line_of(loc), f"{where}: {message}")
-
-
-def unknown_key(key: str, known: Iterable[str]) -> str:
-    """The message for an unknown key: the nearest known one, else every known one."""
-    names = sorted(known)
-    nearest = difflib.get_close_matches(key, names, n=1)
-    if nearest:
-        return f"unknown key; did you mean {nearest[0]}?"
-    return f"unknown key; known: {', '.join(names)}" if names else "unknown key"
-
-
-def _known_keys(root: type[BaseModel], loc: Loc) -> tuple[str, ...]:
-    """The keys the mapping at `loc` of a document validated as `root` may hold."""
-    current: object = root
-    for part in loc:
-        current = _unwrapped(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = None if field is None else field.annotation
-        elif get_origin(current) in {tuple, list} and isinstance(part, int):
-            current = get_args(current)[0]
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        else:
-            return ()
-    current = _unwrapped(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return tuple(current.model_fields)
-    return ()
-
-
-def _unwrapped(annotation: object) -> object:
-    """`X` of `Annotated[X, ...]` and of `X | None`."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in {Union, types.UnionType}:
-            members = [arg for arg in get_args(annotation) if arg is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
 
 
 def _raw_codec_issues(doc: Located, filename: str) -> Iterator[Issue]:

@@ -68,7 +68,9 @@ def plan_payload(payload: bytes, running: EdgeConfig, config_path: Path) -> Plan
     """Validate a payload completely against the running config, without changing anything."""
     plan = Plan()
     if len(payload) > MAX_FILE_BYTES:
-        plan.errors.append(f"payload: {len(payload)} bytes, over the {MAX_FILE_BYTES} a file may have")
+        plan.errors.append(
+            f"payload: {len(payload)} bytes, over the {MAX_FILE_BYTES} a file may have"
+        )
         return plan
     try:
         doc = load_located(decode_text(payload, PAYLOAD_NAME), PAYLOAD_NAME).data

@@ -6,13 +6,11 @@ simulators/scenarios/ for examples.
 
 from __future__ import annotations
 
-import difflib
 import functools
-import types
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal, Self, Union, get_args, get_origin
+from typing import Annotated, Literal, Self
 
 import numpy as np
 from pydantic import (
@@ -26,10 +24,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from core.durations import parse_duration
 from core.issues import Issue
+from core.schema_issues import schema_issues
 from core.site import LEVELS, SitePath
 from core.yaml_located import Loc, Located, YamlError, load_file, load_located
 from firmware_adapters.registry import CODECS
@@ -226,68 +224,12 @@ def _validate(doc: Located, filename: str) -> Scenario:
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as err:
-        issues = [
-            Issue(filename, doc.line_of(tuple(e["loc"])), _describe(e["loc"], _message(e)))
-            for e in err.errors()
-        ]
+        issues = list(schema_issues(err.errors(include_url=False), doc, filename, Scenario))
         raise ScenarioError(issues) from err
     issues = _cross_check(scenario, filename, doc.line_of)
     if issues:
         raise ScenarioError(issues)
     return scenario
-
-
-def _message(error: ErrorDetails) -> str:
-    """Pydantic's message, or for an unknown key the nearest known one."""
-    loc = error["loc"]
-    if error["type"] != "extra_forbidden" or not loc:
-        return error["msg"]
-    known = sorted(_known_keys(Scenario, loc[:-1]))
-    nearest = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    if nearest:
-        return f"unknown key; did you mean {nearest[0]}?"
-    return f"unknown key; known: {', '.join(known)}" if known else "unknown key"
-
-
-def _known_keys(root: type[BaseModel], loc: Loc) -> tuple[str, ...]:
-    """The keys the mapping at `loc` of a document validated as `root` may hold."""
-    current: object = root
-    for part in loc:
-        current = _unwrapped(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            current = None if field is None else field.annotation
-        elif get_origin(current) in {tuple, list} and isinstance(part, int):
-            current = get_args(current)[0]
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        else:
-            return ()
-    current = _unwrapped(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return tuple(current.model_fields)
-    return ()
-
-
-def _unwrapped(annotation: object) -> object:
-    """`X` of `Annotated[X, ...]` and of `X | None`."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in {Union, types.UnionType}:
-            members = [arg for arg in get_args(annotation) if arg is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
-
-
-def _describe(loc: tuple[str | int, ...], msg: str) -> str:
-    where = ".".join(str(p) for p in loc)
-    msg = msg.removeprefix("Value error, ")
-    return f"{where}: {msg}" if where else msg
 
 
 def _cross_check(scenario: Scenario, filename: str, line_of: Callable[[Loc], int]) -> list[Issue]:

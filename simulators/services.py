@@ -176,7 +176,7 @@ def _pg_bin(name: str) -> str:
             return str(path)
     found = shutil.which(name)
     if found is None:
-        raise ServiceError(f"PostgreSQL's {name} is not installed (make demo and make test install it)")
+        raise ServiceError(f"PostgreSQL's {name} is not installed (make test installs it)")
     return found
 
 
@@ -276,7 +276,7 @@ class VictoriaMetrics:
     def __init__(self) -> None:
         """Prepare a storage directory and pick a port."""
         if shutil.which("victoria-metrics") is None:
-            raise ServiceError("victoria-metrics is not installed (make demo and make test install it)")
+            raise ServiceError("victoria-metrics is not installed (make test installs it)")
         self.host = LOOPBACK
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="steward-vm-"))
