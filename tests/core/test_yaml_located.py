@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -106,10 +105,9 @@ def test_nesting_through_aliases_is_bounded_too() -> None:
     assert "through aliases" in issue.message
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a measurement
 def test_billion_laughs_fails_fast_at_the_expanding_alias() -> None:
-    started = time.perf_counter()
     issue = only_issue(BILLION_LAUGHS + "devices: *l8\n")
-    assert time.perf_counter() - started < 2
     assert f"aliases expand to more than {MAX_ALIAS_VALUES} values" in issue.message
     assert issue.line == 4
 
@@ -130,6 +128,7 @@ def test_core_scalars_keep_their_yaml_types() -> None:
     assert doc.data["e"] == "1e19"  # YAML 1.1: an exponent without a dot is text
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a measurement
 def test_read_text_refuses_what_is_not_a_regular_small_utf8_file(tmp_path: Path) -> None:
     def refused(path: str | Path, **kwargs: int) -> Issue:
         with pytest.raises(YamlError) as caught:
@@ -138,9 +137,7 @@ def test_read_text_refuses_what_is_not_a_regular_small_utf8_file(tmp_path: Path)
         assert issue.file == str(path)
         return issue
 
-    started = time.perf_counter()
     assert "not a regular file" in refused("/dev/zero").message
-    assert time.perf_counter() - started < 1
     assert "is a directory" in refused(tmp_path).message
     assert "No such file" in refused(tmp_path / "missing.yaml").message
     fifo = tmp_path / "fifo"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -66,14 +65,13 @@ def test_an_infinite_device_interval_is_an_error_on_its_line() -> None:
     assert only(text).startswith("edge.yaml:5: devices.0.expected_interval_s:")
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a measurement
 def test_a_rule_file_that_is_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "edge.yaml"
     path.write_text(GATEWAY + "rules: [/dev/zero, rules.d]\n")
     (tmp_path / "rules.d").mkdir()
-    started = time.perf_counter()
     with pytest.raises(RuleFileError) as caught:
         load_rules(load_config(path), path)
-    assert time.perf_counter() - started < 2
     assert caught.value.errors == (
         "/dev/zero:0: cannot read rule file: not a regular file",
         f"{tmp_path / 'rules.d'}:0: cannot read rule file: is a directory, not a file",
@@ -104,13 +102,12 @@ def test_a_utf16_config_is_an_error(tmp_path: Path) -> None:
     assert str(caught.value) == f"{path}:1: not UTF-8 text (byte 0: a UTF-16 byte order mark)"
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a measurement
 def test_billion_laughs_under_devices_fails_fast() -> None:
     laughs = "x0: &l0 [a, a, a, a, a, a, a, a, a, a]\n" + "".join(
         f"x{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 9)
     )
-    started = time.perf_counter()
     message = only(GATEWAY + laughs + "devices: *l8\n")
-    assert time.perf_counter() - started < 2
     assert "aliases expand to more than" in message
 
 

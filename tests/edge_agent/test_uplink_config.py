@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,12 +151,11 @@ def test_a_ca_file_that_is_not_pem_is_an_error(
     assert str(config_dir / "tls" / "junk.crt") in error
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a measurement
 def test_a_directory_or_a_device_is_not_a_ca_file(config_dir: Path) -> None:
     errors = load_errors(config_dir, "  tls: true\n  ca_file: tls\n")
     assert errors[0].endswith("cannot read: is a directory, not a file")
-    started = time.perf_counter()
     errors = load_errors(config_dir, "  tls: true\n  ca_file: /dev/zero\n")
-    assert time.perf_counter() - started < 2
     assert errors[0].endswith("/dev/zero: cannot read: not a regular file")
 
 
