@@ -8,6 +8,7 @@ finite, or raise `DecodeError` with a reason of the format (`codec_error` marks 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Callable
@@ -145,7 +146,7 @@ def mutated_json(draw: st.DrawFn, payload: bytes) -> bytes:
 
         walk(doc, [])
         path = draw(st.sampled_from(paths))
-        value = draw(st.sampled_from(HOSTILE_JSON))
+        value = copy.deepcopy(draw(st.sampled_from(HOSTILE_JSON)))  # never mutate the table
         if not path:
             doc = value
             continue

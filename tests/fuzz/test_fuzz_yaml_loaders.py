@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an
 
 from bench.fuzz_mutations import alias_bomb
 from bench.fuzz_targets import (
-    SLOW_S,
     YAML_CORPUS,
     YAML_LOADERS,
     BytesCase,
@@ -53,15 +52,20 @@ NASTY = [
 ]
 
 
+HANG_S = 5.0
+"""CPU seconds that make a case a hang here: generous, since a test's first case also pays for the
+imports it triggers and the machine may be busy; `bench/fuzz.py` measures the 100 ms budget."""
+
+
 def assert_contract(family: str, case: BytesCase) -> None:
     start = time.thread_time()
     outcome = check(family, case)
     spent = time.thread_time() - start
-    if outcome.failed or spent > SLOW_S:
-        small = case if spent > SLOW_S else shrink_case(family, case, outcome, max_seconds=2.0)
+    if outcome.failed or spent > HANG_S:
+        small = case if spent > HANG_S else shrink_case(family, case, outcome, max_seconds=2.0)
         what = (
             f"took {spent * 1000:.0f} ms"
-            if spent > SLOW_S
+            if spent > HANG_S
             else f"{outcome.signature}: {outcome.detail}"
         )
         pytest.fail(f"{family}: {what}\nminimal input: {small.literal()[:2000]}")
