@@ -33,6 +33,11 @@ class MessageHandler(Protocol):
     acknowledges the whole batch. Raising means the batch could not be settled (the database is
     down): nothing of it may be acknowledged, and the transport offers the same messages again
     later. A handler never raises for a bad message, only for a failure of its own storage.
+
+    A batch holds messages in the order the transport received them (so in publish order per
+    gateway). Delivery is at least once: a message may come again, in a later batch or after a
+    restart, even after the handler settled it (its acknowledgement was lost with the
+    connection), so settling must be idempotent.
     """
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
