@@ -1,0 +1,1 @@
+"""Infrastructure of the cloud ingest: database engine, sessions and the table schema."""

@@ -1,0 +1,163 @@
+"""The tables of the cloud ingest, as SQLAlchemy Core tables on one `MetaData`.
+
+The Alembic revisions under `cloud_ingest/migrations/` create exactly these tables (a test
+compares the migrated database with this module). Every time is a `UtcDateTime`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    false,
+)
+
+from cloud_ingest.infra.db import UtcDateTime
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names, so batch migrations on SQLite can find every constraint by name."""
+
+metadata: Final = MetaData(naming_convention=NAMING_CONVENTION)
+
+BigId: Final = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit surrogate key (SQLite's INTEGER PRIMARY KEY is its 64-bit rowid)."""
+
+DEAD_LETTER_PAYLOAD_MAX: Final = 64 * 1024
+"""At most this many bytes of a refused message are kept in its dead letter."""
+
+gateways: Final = Table(
+    "gateways",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("status", String(16), nullable=False, server_default="unknown"),
+    Column("last_seen", UtcDateTime(), nullable=True),
+    Column("version", String(64), nullable=True),
+    Column("password_hash", String(256), nullable=True),
+    Column("token_hash", String(256), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+devices: Final = Table(
+    "devices",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("gateway_id", String(128), ForeignKey("gateways.id"), nullable=False, index=True),
+    Column("kind", String(64), nullable=False, server_default=""),
+    Column("location", String(1024), nullable=False, server_default=""),
+    Column("labels", JSON(), nullable=False),
+    Column("first_seen", UtcDateTime(), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
+)
+
+ingested_batches: Final = Table(
+    "ingested_batches",
+    metadata,
+    Column("batch_id", Uuid(), primary_key=True),
+    Column("gateway_id", String(128), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("readings", Integer(), nullable=False),
+    Column("alarm_events", Integer(), nullable=False),
+)
+
+readings: Final = Table(
+    "readings",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("gateway_id", String(128), nullable=False),
+    Column("device_id", String(256), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("ts", UtcDateTime(), nullable=False),
+    Column("value", Float(), nullable=False),
+    Column("value_bool", Boolean(), nullable=True),
+    Column("quality", String(16), nullable=False),
+    Column("codec", String(256), nullable=False),
+    Column("derived_from", String(64), nullable=True),
+    Index("ix_readings_device_id_metric_ts", "device_id", "metric", "ts"),
+)
+"""The embedded telemetry store: `value` is the number (a boolean as 0 or 1); `value_bool` is set
+only for a boolean value."""
+
+alarm_events: Final = Table(
+    "alarm_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(1024), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    Column("gateway_id", String(128), nullable=False),
+    Column("batch_id", Uuid(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("rule_id", String(256), nullable=False),
+    Column("device_id", String(256), nullable=False),
+    Column("location", String(1024), nullable=False),
+    Column("description", String(4096), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=True),
+    Column("value", Float(), nullable=True),
+    Column("value_bool", Boolean(), nullable=True),
+    Column("evidence", JSON(), nullable=False),
+    Column("suppressed", JSON(), nullable=False),
+    Column("work_order", JSON(none_as_null=True), nullable=True),
+    Column("rule_version", String(64), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("fingerprint", "seq"),
+)
+"""Every alarm event, append-only; `id` orders them as stored, (fingerprint, seq) identifies one."""
+
+alarm_instances: Final = Table(
+    "alarm_instances",
+    metadata,
+    Column("fingerprint", String(1024), primary_key=True),
+    Column("gateway_id", String(128), nullable=False),
+    Column("device_id", String(256), nullable=False, index=True),
+    Column("rule_id", String(256), nullable=False),
+    Column("location", String(1024), nullable=False),
+    Column("description", String(4096), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("severity", String(16), nullable=False),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("first_event_at", UtcDateTime(), nullable=False),
+    Column("last_event_at", UtcDateTime(), nullable=False),
+    Column("last_seq", BigInteger(), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=True),
+    Column("stale", Boolean(), nullable=False, server_default=false()),
+    Column("work_order", JSON(none_as_null=True), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""One row per fingerprint: the state of its event with the highest `seq` (`last_seq`)."""
+
+dead_letters: Final = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
+    Column("topic", String(512), nullable=False),
+    Column("reason", String(32), nullable=False, index=True),
+    Column("detail", String(1024), nullable=False),
+    Column("payload", LargeBinary(), nullable=False),
+    Column("payload_size", Integer(), nullable=False),
+)
+"""Refused messages: why (`reason` code, `detail` in words) and the first bytes of each."""

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first (`rev_<number>_<what>.py`)."""
