@@ -1,15 +1,28 @@
-"""`cloud-ingest`: tools of the cloud side. `validate` checks uplink envelopes as the ingest will."""
+"""`cloud-ingest`: the cloud side's server and tools.
+
+`serve` runs the ingest server (HTTP, and the MQTT consumer with `--mqtt`); `db upgrade` migrates
+the database to the newest revision; `validate` checks uplink envelopes as the ingest will.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+import logging
 import os
+import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud_ingest.infra.config import Settings, SettingsError, load_settings
 from core.envelope_json import loads
 from core.errors import EnvelopeError
 from core.types import ENVELOPE_LIMITS
@@ -72,8 +85,124 @@ def _validate(paths: Sequence[str]) -> int:
     return 1 if failures else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `cloud-ingest` console script."""
+def _fail(command: str, message: str, code: int = 2) -> int:
+    """Print `message` (one line per problem) as the command's error; return `code`."""
+    for line in message.splitlines() or [""]:
+        print(f"cloud-ingest {command}: error: {line}", file=sys.stderr)
+    return code
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {
+        "database_url": args.db,
+        "mqtt_url": getattr(args, "mqtt", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+    }
+    return load_settings(config_file=args.config, flags=flags)
+
+
+def _shown_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` (so a port in use is reported before anything starts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGTERM (exit 0) or Ctrl-C (exit 130)."""
+    import uvicorn  # noqa: PLC0415 - only `serve` needs the web stack
+
+    from cloud_ingest.main import create_app  # noqa: PLC0415
+
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        return _fail("serve", str(err))
+    try:
+        sock = _listen(settings.host, settings.port)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        return _fail("serve", f"cannot listen on {settings.host}:{settings.port}: {reason}", 1)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    broker = settings.consumer_settings() if settings.mqtt_url else None
+    logging.getLogger(__name__).info(
+        "database %s; broker %s",
+        _shown_url(settings.database_url),
+        f"{broker.host}:{broker.port}" if broker else "none (no MQTT consumer)",
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        lifespan="on",
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    received: list[int] = []
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        # uvicorn handles the signal while it serves, then raises it again after its shutdown.
+        received.append(signum)
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        return _fail("serve", "the server could not start (see the log above)", 1)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return 130 if signal.SIGINT in received else 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    """Migrate the configured database to the newest revision."""
+    from cloud_ingest import migrations  # noqa: PLC0415 - only `db` needs Alembic
+    from cloud_ingest.infra.db import create_engine  # noqa: PLC0415
+
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        return _fail("db upgrade", str(err))
+    shown = _shown_url(settings.database_url)
+
+    async def upgrade() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrations.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(upgrade())
+    except (SQLAlchemyError, OSError) as err:
+        first = str(getattr(err, "orig", None) or err).splitlines()[0]
+        return _fail("db upgrade", f"cannot migrate {shown}: {first}", 1)
+    except KeyboardInterrupt:
+        return 130
+    print(f"{shown}: at the newest revision")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     validate = sub.add_parser(
@@ -82,11 +211,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate.add_argument(
         "files", nargs="+", metavar="FILE", help="envelope files, or - for JSON lines on stdin"
     )
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML settings file (flags, then STEWARD_* variables, override it)",
+    )
+    settings.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default sqlite+aiosqlite:///var/steward.db; or postgresql+asyncpg://...)",
+    )
+    serve = sub.add_parser(
+        "serve",
+        parents=[settings],
+        help="run the ingest server (HTTP; the MQTT consumer with --mqtt)",
+        description="Run the ingest server until SIGTERM (exit 0) or Ctrl-C (exit 130).",
+    )
+    serve.add_argument("--mqtt", metavar="URL", help="broker to consume from: mqtt://host[:port]")
+    serve.add_argument("--host", metavar="H", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument("--port", metavar="P", type=int, help="HTTP port (default 8000)")
+    db = sub.add_parser("db", help="database administration")
+    db.set_defaults(usage=db.print_help)
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND")
+    db_sub.add_parser(
+        "upgrade",
+        parents=[settings],
+        help="migrate the database to the newest revision (Alembic head)",
+        description="Migrate the database to the newest revision (Alembic head).",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cloud-ingest` console script."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.command != "validate":
-        parser.print_help(sys.stderr)
-        return 2
-    return _quietly(_validate, args.files)
+    if args.command == "validate":
+        return _quietly(_validate, args.files)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "db" and args.db_command == "upgrade":
+        return _db_upgrade(args)
+    getattr(args, "usage", parser.print_help)(sys.stderr)
+    return 2
 
 
 def _quietly(command: Callable[[Sequence[str]], int], files: Sequence[str]) -> int:

@@ -1,0 +1,224 @@
+"""Settings of the cloud ingest: database, HTTP listener, MQTT consumer and ingest bounds.
+
+Each value comes from the first of these that sets it:
+
+1. a command-line flag (`--db`, `--mqtt`, `--host`, `--port`), passed to `load_settings` as `flags`;
+2. an environment variable `STEWARD_<FIELD>` (`STEWARD_DATABASE_URL`, `STEWARD_MQTT_URL`, ...);
+3. the YAML file named by `--config FILE` (keys are the field names);
+4. the default, which needs no configuration: SQLite at `./var/steward.db`, HTTP on
+   127.0.0.1:8000, no MQTT consumer.
+
+`load_settings` raises `SettingsError`, whose lines each name where a bad value came from:
+`FILE:LINE: key: reason`, `STEWARD_X: reason` or `--flag: reason`. `Settings()` alone reads the
+environment and the defaults (pydantic-settings), for code that needs no file or flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cloud_ingest.infra.db import DEFAULT_URL
+from cloud_ingest.ingest.consumer import ConsumerSettings
+from core.durations import seconds_if_duration
+from core.issues import Issue
+from core.schema_issues import schema_issues
+from core.yaml_located import YamlError, load_file
+
+ENV_PREFIX: Final = "STEWARD_"
+FLAGS: Final = {"database_url": "--db", "mqtt_url": "--mqtt", "host": "--host", "port": "--port"}
+"""The command-line flag of each field that has one."""
+_ASYNC_DRIVERS: Final = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+Seconds = Annotated[float, BeforeValidator(seconds_if_duration)]
+"""A duration: a number of seconds or text such as `90s`, `1h`, `30d`."""
+
+
+class SettingsError(ValueError):
+    """Settings could not be loaded; each line of the message names a source and a reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        """Keep every problem; the message lists them one per line."""
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _database_url(value: str) -> str:
+    """Check a SQLAlchemy URL; `sqlite://` and `postgresql://` get their async driver."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            f"not a database URL: {value!r} (expected sqlite+aiosqlite:///PATH or "
+            "postgresql+asyncpg://USER@HOST/DB)"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in _ASYNC_DRIVERS:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    driver = _ASYNC_DRIVERS[backend]
+    if "+" not in url.drivername:
+        url = url.set(drivername=f"{backend}+{driver}")
+    elif url.get_driver_name() != driver:
+        raise ValueError(f"{backend} needs the async driver {backend}+{driver}://")
+    return url.render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    """Everything `cloud-ingest serve` and `cloud-ingest db` need; see the module docstring."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", case_sensitive=False, frozen=True
+    )
+
+    database_url: str = DEFAULT_URL
+    """SQLAlchemy async URL: `sqlite+aiosqlite:///PATH` or `postgresql+asyncpg://...`."""
+    migrate_on_start: bool | None = None
+    """Migrate the database to the newest revision at start. Unset: yes on SQLite (the embedded
+    default), no on PostgreSQL, where `cloud-ingest db upgrade` is run as a deployment step."""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+    mqtt_url: str | None = None
+    """`mqtt://[user[:password]@]host[:port]` or `mqtts://`; unset: no MQTT consumer."""
+    mqtt_client_id: str = "steward-ingest-1"
+    """Fixed per process: the broker keeps this id's unacknowledged messages across restarts."""
+    mqtt_share_group: str = "ingest"
+    batch_max: int = Field(default=500, ge=1, le=10_000)
+    """At most this many messages per database transaction."""
+    batch_wait_s: Seconds = Field(default=0.05, ge=0, le=10)
+    """A batch is written this long after its first message at the latest."""
+    require_registration: bool = False
+    """Refuse gateways not added by the administrator (else: registered on first sight)."""
+    max_future_s: Seconds = Field(default=3600.0, ge=0)
+    """How far after its reception a reading's or event's time may lie."""
+    max_past_s: Seconds = Field(default=30 * 86_400.0, ge=0)
+    """How far before its reception a time may lie (a gateway's outbox holds data through outages)."""
+    ready_timeout_s: Seconds = Field(default=2.0, gt=0, le=60)
+    """How long `/readyz` waits for the database to answer."""
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        return _database_url(value)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value in {None, ""}:
+            return None
+        ConsumerSettings.from_url(str(value))  # raises ValueError with the reason
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        levels = ("critical", "error", "warning", "info", "debug")
+        if value.lower() not in levels:
+            raise ValueError(f"one of {', '.join(levels)}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _check_consumer(self) -> Settings:
+        self.consumer_settings("mqtt://127.0.0.1")  # client id, share group, batch bounds
+        return self
+
+    @property
+    def runs_migrations(self) -> bool:
+        """Whether the server migrates the database at start (see `migrate_on_start`)."""
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    def consumer_settings(self, url: str | None = None) -> ConsumerSettings:
+        """The MQTT consumer's settings for `url` (default: `mqtt_url`, which must be set)."""
+        url = url or self.mqtt_url
+        if url is None:
+            raise ValueError("no MQTT URL configured")
+        return ConsumerSettings.from_url(
+            url,
+            client_id=self.mqtt_client_id,
+            share_group=self.mqtt_share_group,
+            batch_max=self.batch_max,
+            receive_maximum=max(self.batch_max * 2, 1_000),
+            batch_wait_s=self.batch_wait_s,
+        )
+
+    @property
+    def max_future(self) -> timedelta:
+        """`max_future_s` as a `timedelta`."""
+        return timedelta(seconds=self.max_future_s)
+
+    @property
+    def max_past(self) -> timedelta:
+        """`max_past_s` as a `timedelta`."""
+        return timedelta(seconds=self.max_past_s)
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from flags, then `STEWARD_*` variables, then the YAML file, then the defaults.
+
+    `flags` maps field names to values given on the command line (`None` values are ignored);
+    `environ` defaults to `os.environ`.
+
+    Raises:
+        SettingsError: the file cannot be read, or a value is invalid (each problem names its
+            source: `FILE:LINE`, the variable or the flag).
+    """
+    file_values: dict[str, Any] = {}
+    doc = None
+    filename = ""
+    if config_file is not None:
+        filename = os.fspath(config_file)
+        try:
+            doc = load_file(Path(config_file))
+        except YamlError as err:
+            raise SettingsError([str(issue) for issue in err.issues]) from None
+        if doc.data is None:
+            file_values = {}
+        elif isinstance(doc.data, dict):
+            file_values = {str(key): value for key, value in doc.data.items()}
+        else:
+            raise SettingsError([str(Issue(filename, 1, "expected a mapping of settings"))])
+    env_values = _env_values(os.environ if environ is None else environ)
+    flag_values = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged = {**file_values, **env_values, **flag_values}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        problems: list[str] = []
+        for error in err.errors(include_url=False):
+            key = str(error["loc"][0]) if error["loc"] else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if key in flag_values:
+                problems.append(f"{FLAGS.get(key, key)}: {message}")
+            elif key in env_values:
+                problems.append(f"{ENV_PREFIX}{key.upper()}: {message}")
+            elif doc is not None and (key in file_values or not key):
+                problems += [str(i) for i in schema_issues([error], doc, filename, Settings)]
+            else:
+                problems.append(f"{key or 'settings'}: {message}")
+        raise SettingsError(problems) from None
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `STEWARD_*` variables that name a field, by field name (empty values ignored)."""
+    names = {f"{ENV_PREFIX}{name}".lower(): name for name in Settings.model_fields}
+    values: dict[str, Any] = {}
+    for key, value in environ.items():
+        name = names.get(key.lower())
+        if name is not None and value != "":
+            values[name] = value
+    return values

@@ -1,0 +1,198 @@
+"""The cloud ingest's web application: `create_app(settings)` and the lifespan that owns the workers.
+
+The lifespan creates the database engine, migrates the embedded SQLite database to the newest
+revision (`Settings.runs_migrations`: by default on SQLite only; PostgreSQL is migrated by
+`cloud-ingest db upgrade` as a deployment step, so several processes never race on it), builds
+the `IngestService` and, when an MQTT URL is configured, starts the `MqttConsumer` with it. On
+shutdown the consumer stops first (a batch in the handler finishes and is acknowledged), then the
+engine is disposed. The objects live on `app.state` (`settings`, `engine`, `ingest`, `consumer`).
+
+Endpoints: `GET /healthz` (liveness), `GET /readyz` (database and broker), `GET /metrics`
+(Prometheus text), `GET /openapi.json`. Errors are RFC 9457 problem documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException
+
+from cloud_ingest import migrations
+from cloud_ingest.infra.config import Settings
+from cloud_ingest.infra.db import create_engine
+from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
+from cloud_ingest.ingest.counters import IngestCounters
+from cloud_ingest.ingest.service import IngestService
+from cloud_ingest.metrics import IngestCollector, registry_for, render
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON: Final = "application/problem+json"
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def problem(
+    status: int, detail: str | None = None, *, instance: str | None = None, **extra: object
+) -> JSONResponse:
+    """An RFC 9457 problem document (`type` is `about:blank`: the status says it all)."""
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.runs_migrations:
+            await migrations.upgrade(engine)
+        ingest = IngestService(
+            engine,
+            require_registration=settings.require_registration,
+            max_future=settings.max_future,
+            max_past=settings.max_past,
+        )
+        consumer = None
+        if settings.mqtt_url is not None:
+            consumer = MqttConsumer(settings.consumer_settings(), ingest)
+            await consumer.start()
+        app.state.engine, app.state.ingest, app.state.consumer = engine, ingest, consumer
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                await consumer.stop()
+    finally:
+        await engine.dispose()
+
+
+async def _database_ready(engine: AsyncEngine, timeout_s: float) -> str | None:
+    """`None` when the database answers `SELECT 1` in time, else why not."""
+    try:
+        async with asyncio.timeout(timeout_s), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except Exception as err:  # noqa: BLE001 - any driver error means "not ready"
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application for `settings` (defaults: embedded SQLite, no MQTT consumer)."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Steward cloud ingest",
+        version="1",
+        lifespan=_lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.ingest = None
+    app.state.consumer = None
+
+    def counters() -> IngestCounters | None:
+        ingest: IngestService | None = app.state.ingest
+        return None if ingest is None else ingest.counters
+
+    def consumer_stats() -> ConsumerStats | None:
+        consumer: MqttConsumer | None = app.state.consumer
+        return None if consumer is None else consumer.stats()
+
+    registry = registry_for(IngestCollector(counters, consumer_stats))
+    _add_problem_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: the database answers and the consumer is subscribed at the broker",
+        responses={503: {"description": "A dependency is not ready; `checks` says which"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        engine: AsyncEngine | None = request.app.state.engine
+        checks: dict[str, str] = {}
+        failed = False
+        reason = (
+            "not started"
+            if engine is None
+            else await _database_ready(engine, settings.ready_timeout_s)
+        )
+        checks["database"] = "ok" if reason is None else f"failed: {reason}"
+        failed |= reason is not None
+        if settings.mqtt_url is not None:
+            consumer: MqttConsumer | None = request.app.state.consumer
+            if consumer is None or not consumer.connected:
+                checks["broker"] = "failed: not connected"
+            elif not consumer.ready.is_set():
+                checks["broker"] = "failed: subscriptions not granted yet"
+            else:
+                checks["broker"] = "ok"
+            failed |= checks["broker"] != "ok"
+        status = HTTPStatus.SERVICE_UNAVAILABLE if failed else HTTPStatus.OK
+        body = {"status": "unavailable" if failed else "ok", "checks": checks}
+        return JSONResponse(body, status_code=status)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {METRICS_CONTENT_TYPE: {}}}},
+    )
+    async def metrics() -> Response:
+        return Response(render(registry), media_type=METRICS_CONTENT_TYPE)
+
+    return app
+
+
+def _add_problem_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this type only
+        detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+        response = problem(exc.status_code, detail, instance=request.url.path)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "the request does not match the schema",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem(HTTPStatus.INTERNAL_SERVER_ERROR, instance=request.url.path)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, server_error)

@@ -1,0 +1,115 @@
+"""Prometheus metrics of one app, read from the ingest's and the consumer's counters at scrape time.
+
+No global metric objects: each app has its own `CollectorRegistry` holding one `IngestCollector`,
+so several apps in one process (tests, two ingest instances) never share or collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from cloud_ingest.ingest.consumer import ConsumerStats
+from cloud_ingest.ingest.counters import IngestCounters
+
+PREFIX = "steward_ingest"
+
+
+class IngestCollector(Collector):
+    """Reads the counters through the given callables at each scrape (either may return `None`)."""
+
+    def __init__(
+        self,
+        counters: Callable[[], IngestCounters | None],
+        consumer: Callable[[], ConsumerStats | None],
+    ) -> None:
+        self._counters = counters
+        self._consumer = consumer
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics now."""
+        counters = self._counters()
+        if counters is not None:
+            yield from _ingest_metrics(counters)
+        stats = self._consumer()
+        if stats is not None:
+            yield from _consumer_metrics(stats)
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+def _ingest_metrics(c: IngestCounters) -> Iterator[Metric]:
+    yield _counter("messages", "Messages settled (stored, duplicate or rejected).", c.messages)
+    yield _counter("batches", "Batches committed.", c.batches)
+    yield _counter("envelopes", "Envelopes stored.", c.envelopes)
+    yield _counter("readings", "Readings stored.", c.readings)
+    yield _counter("alarm_events", "Alarm events stored.", c.alarm_events)
+    yield _counter(
+        "alarm_events_replayed", "Alarm events already stored (same seq).", c.alarm_events_replayed
+    )
+    yield _counter("alarm_instances_changed", "Alarm instances changed.", c.alarm_instances_changed)
+    yield _counter("duplicates", "Envelopes whose batch id was already stored.", c.duplicates)
+    yield _counter("status_updates", "Gateway status messages applied.", c.status_updates)
+    yield _counter("storage_failures", "Batches that could not be stored.", c.storage_failures)
+    rejections = CounterMetricFamily(
+        f"{PREFIX}_rejections", "Messages rejected, by reason.", labels=["reason"]
+    )
+    for reason, count in sorted(c.rejections.items()):
+        rejections.add_metric([reason], count)
+    yield rejections
+    yield SummaryMetricFamily(
+        f"{PREFIX}_write_seconds",
+        "Time in the database transaction of committed batches.",
+        count_value=c.batches,
+        sum_value=c.write_seconds_total,
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_write_seconds_max", "Longest batch transaction.", value=c.write_seconds_max
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_write_seconds_last", "Latest batch transaction.", value=c.write_seconds_last
+    )
+
+
+def _consumer_metrics(s: ConsumerStats) -> Iterator[Metric]:
+    prefix = "consumer"
+    yield _counter(f"{prefix}_received", "Messages delivered by the broker.", s.messages_received)
+    yield _counter(f"{prefix}_acks", "Messages acknowledged to the broker.", s.acks)
+    yield _counter(
+        f"{prefix}_handler_failures", "Batches whose storage failed (retried).", s.handler_failures
+    )
+    yield _counter(f"{prefix}_abandoned", "Messages left to redelivery.", s.abandoned)
+    yield _counter(f"{prefix}_reconnects", "Connections after the first.", s.reconnects)
+    yield GaugeMetricFamily(
+        f"{PREFIX}_{prefix}_connected", "1 while connected to the broker.", value=int(s.connected)
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_{prefix}_unacked", "Messages received and not yet acknowledged.", value=s.unacked
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_{prefix}_lag_seconds",
+        "Age of the oldest unacknowledged message.",
+        value=s.lag_s,
+    )
+
+
+def registry_for(collector: IngestCollector) -> CollectorRegistry:
+    """A registry of its own holding `collector` (no process-wide default registry)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of `registry`."""
+    return generate_latest(registry)

@@ -1,0 +1,55 @@
+"""Shared helpers of the cloud ingest tests: envelopes as a gateway sends them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from core.envelope_json import dumps
+from core.metrics import Metric
+from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity
+
+EnvelopeFactory = Callable[..., bytes]
+"""`factory(gateway="gw-1", readings=3, alarm_events=1) -> bytes`: a fresh, valid envelope."""
+
+
+def _envelope(gateway: str = "gw-1", readings: int = 3, alarm_events: int = 1) -> bytes:
+    now = datetime.now(UTC)
+    return dumps(
+        Envelope(
+            gateway_id=gateway,
+            batch_id=uuid4(),
+            sent_at=now,
+            readings=tuple(
+                Reading(
+                    f"smoke-{n % 2}",
+                    Metric.TEMPERATURE_C,
+                    20.0 + n,
+                    now - timedelta(seconds=60 - n),
+                )
+                for n in range(readings)
+            ),
+            alarm_events=tuple(
+                AlarmEvent(
+                    fingerprint=f"site-1/smoke-0/smoke/{n}",
+                    seq=1,
+                    state=AlarmState.FIRING,
+                    severity=Severity.CRITICAL,
+                    starts_at=now - timedelta(seconds=5),
+                    at=now - timedelta(seconds=5),
+                    rule_id="smoke",
+                    device_id="smoke-0",
+                )
+                for n in range(alarm_events)
+            ),
+        )
+    )
+
+
+@pytest.fixture
+def make_envelope() -> EnvelopeFactory:
+    """Build envelope bytes timed now (so the ingest's time bounds accept them)."""
+    return _envelope
