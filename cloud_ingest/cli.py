@@ -1,7 +1,8 @@
 """`cloud-ingest`: the cloud side's server and tools.
 
 `serve` runs the ingest server (HTTP, and the MQTT consumer with `--mqtt`); `db upgrade` migrates
-the database to the newest revision; `validate` checks uplink envelopes as the ingest will.
+the database to the newest revision; `gateways add|list|passwd|acl` manage the gateways' identities
+and write the broker's password and ACL files; `validate` checks uplink envelopes as the ingest will.
 """
 
 from __future__ import annotations
@@ -202,6 +203,99 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateways(args: argparse.Namespace) -> int:
+    """Run one `gateways` command; a refusal is one line on stderr and a non-zero status."""
+    from cloud_ingest.gateways import cli as commands  # noqa: PLC0415 - only `gateways` needs it
+
+    name = f"gateways {args.gateways_command}"
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        return _fail(name, str(err))
+    try:
+        if args.gateways_command == "add":
+            commands.add(
+                settings, args.id, company=args.company, site=args.site, rotate=args.rotate
+            )
+        elif args.gateways_command == "list":
+            commands.list_all(settings)
+        elif args.gateways_command == "passwd":
+            commands.passwd(
+                settings,
+                args.file,
+                ingest_user=args.ingest_user,
+                ingest_password_file=args.ingest_password_file,
+            )
+        else:
+            commands.acl(settings, args.file, ingest_user=args.ingest_user)
+    except commands.CommandError as err:
+        return _fail(name, str(err), err.code)
+    except BrokenPipeError:
+        return 141
+    except (SQLAlchemyError, OSError) as err:
+        first = str(getattr(err, "orig", None) or err).splitlines()[0]
+        return _fail(name, f"database {_shown_url(settings.database_url)}: {first}", 1)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _add_gateway_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: argparse.ArgumentParser
+) -> None:
+    gateways = sub.add_parser("gateways", help="gateway identities and the broker's files")
+    gateways.set_defaults(usage=gateways.print_help)
+    commands = gateways.add_subparsers(dest="gateways_command", metavar="COMMAND")
+    add = commands.add_parser(
+        "add",
+        parents=[settings],
+        help="add a gateway; print its MQTT password and HTTP token once",
+        description="Add a gateway and print its MQTT password and HTTP bearer token once; only "
+        "their hashes are stored. With --rotate, issue new credentials to an existing gateway.",
+    )
+    add.add_argument("id", metavar="ID", help="gateway id (its gateway.id, also its MQTT user)")
+    add.add_argument("--company", metavar="C", help="the company operating it (required to add)")
+    add.add_argument("--site", metavar="PATH", help="where it stands: district/street/...")
+    add.add_argument(
+        "--rotate", action="store_true", help="replace the credentials of an existing gateway"
+    )
+    commands.add_parser(
+        "list",
+        parents=[settings],
+        help="list gateways: id, company, status, last seen",
+        description="List the gateways: id, company, status, last seen, whether it has credentials.",
+    )
+    passwd = commands.add_parser(
+        "passwd",
+        parents=[settings],
+        help="write Mosquitto's password file from the stored hashes",
+        description="Write Mosquitto's password file (mode 0600, atomically) with every gateway "
+        "that has credentials, and with --ingest-user the ingest's own user.",
+    )
+    passwd.add_argument("file", metavar="FILE", help="the password file to (over)write")
+    passwd.add_argument("--ingest-user", metavar="NAME", help="add the ingest's MQTT user")
+    passwd.add_argument(
+        "--ingest-password-file",
+        metavar="F",
+        help="the ingest user's password (first line); default: generate one and print it",
+    )
+    acl = commands.add_parser(
+        "acl",
+        parents=[settings],
+        help="write Mosquitto's ACL file: each gateway only its own topics",
+        description="Write Mosquitto's ACL file (mode 0600, atomically): each gateway may publish "
+        "steward/v1/<id>/up, /status and /config/report and read steward/v1/<id>/config; the "
+        "ingest user may read steward/v1/+/up and steward/v1/+/status.",
+    )
+    acl.add_argument("file", metavar="FILE", help="the ACL file to (over)write")
+    acl.add_argument(
+        "--ingest-user",
+        metavar="NAME",
+        default="steward-ingest",
+        help="the ingest's MQTT user (default steward-ingest)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -240,6 +334,7 @@ def _parser() -> argparse.ArgumentParser:
         help="migrate the database to the newest revision (Alembic head)",
         description="Migrate the database to the newest revision (Alembic head).",
     )
+    _add_gateway_parsers(sub, settings)
     return parser
 
 
@@ -253,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "db" and args.db_command == "upgrade":
         return _db_upgrade(args)
+    if args.command == "gateways" and args.gateways_command:
+        return _gateways(args)
     getattr(args, "usage", parser.print_help)(sys.stderr)
     return 2
 

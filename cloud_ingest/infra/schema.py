@@ -50,6 +50,7 @@ gateways: Final = Table(
     metadata,
     Column("id", String(128), primary_key=True),
     Column("company", String(128), nullable=False, server_default=""),
+    Column("site", String(1024), nullable=False, server_default=""),
     Column("status", String(16), nullable=False, server_default="unknown"),
     Column("last_seen", UtcDateTime(), nullable=True),
     Column("version", String(64), nullable=True),

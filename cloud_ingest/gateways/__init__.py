@@ -1,0 +1,1 @@
+"""Gateway identity: credentials, their rows, the broker's files, the `gateways` commands."""
