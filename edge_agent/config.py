@@ -365,6 +365,9 @@ def _cross_issues(
     yield from _unique_sources(config, issue)
     for problem in config.uplink.tls_problems(base_dir, files=base_dir is not None):
         yield issue(("uplink", problem.key), problem.message)
+    if base_dir is not None:
+        for problem in config.uplink.credential_problems(base_dir):
+            yield issue(("uplink", problem.key), problem.message)
 
 
 def _codec_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:

@@ -131,6 +131,8 @@ class Uplink:
             keepalive=s.keepalive_s,
             timeout=s.connect_timeout_s,
             tls_context=s.ssl_context(),
+            username=s.username or (self.gateway_id if s.password_file else None),
+            password=s.password(),
             will=aiomqtt.Will(self.topics.status, self._status("offline"), qos=1, retain=True),
         )
 

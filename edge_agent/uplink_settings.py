@@ -48,7 +48,7 @@ Seconds = Annotated[Number, BeforeValidator(seconds_if_duration)]
 """Seconds, written as a number or a duration (`200ms`, `30s`, `1m`)."""
 
 FileKey = Literal["ca_file", "cert_file", "key_file"]
-TlsKey = Literal["tls", FileKey]
+TlsKey = Literal["tls", FileKey, "password_file"]
 _FILE_KEYS: Final[tuple[FileKey, ...]] = ("ca_file", "cert_file", "key_file")
 
 
@@ -103,6 +103,10 @@ def _no_password() -> bytes:
     raise _EncryptedKeyError
 
 
+MAX_PASSWORD_FILE_BYTES: Final = 4096
+"""Bytes read of a password file (its first line is the password)."""
+
+
 class UplinkSettings(_Model):
     """Where and how the gateway publishes its outbox: the `uplink:` section of the config file."""
 
@@ -120,6 +124,12 @@ class UplinkSettings(_Model):
     key_file: str | None = Field(default=None, min_length=1)
     """PEM file of the client certificate's private key, unencrypted (a daemon cannot type a
     password: keep it readable only by the agent's user)."""
+    username: str | None = Field(default=None, min_length=1, max_length=128)
+    """MQTT user name; with `password_file` and no name, the gateway id (the user name that
+    `cloud-ingest gateways add` registers)."""
+    password_file: str | None = Field(default=None, min_length=1)
+    """File whose first line is the MQTT password (`cloud-ingest gateways add` prints it once);
+    relative to the config file's directory; keep it readable only by the agent's user."""
     batch_max: StrictInt = Field(default=500, ge=1, le=MAX_BATCH_ITEMS)
     """Records of one batch (one envelope)."""
     batch_max_bytes: StrictInt = Field(default=256 * 1024, ge=1024, le=MAX_BATCH_BYTES)
@@ -145,7 +155,48 @@ class UplinkSettings(_Model):
             for key in _FILE_KEYS
             if (path := self.tls_path(key, base_dir)) is not None
         }
+        password = self.password_path(base_dir)
+        if password is not None:
+            update["password_file"] = str(password)
         return self.model_copy(update=update)
+
+    def password_path(self, base_dir: Path | None = None) -> Path | None:
+        """The password file, a relative name taken from `base_dir` when given."""
+        if self.password_file is None:
+            return None
+        path = Path(self.password_file)
+        return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+    def credential_problems(self, base_dir: Path | None = None) -> list[TlsProblem]:
+        """What is wrong with the password file: unreadable, or no password on its first line."""
+        try:
+            self.password(base_dir)
+        except UplinkTlsError as err:
+            return list(err.problems)
+        return []
+
+    def password(self, base_dir: Path | None = None) -> str | None:
+        """The MQTT password: the first line of `password_file` (None without one).
+
+        Raises:
+            UplinkTlsError: naming the key and file when it cannot be read or holds no password.
+        """
+        path = self.password_path(base_dir)
+        if path is None:
+            return None
+        problem = _unreadable(path)
+        if problem is None:
+            try:
+                first = path.read_bytes()[:MAX_PASSWORD_FILE_BYTES].split(b"\n", 1)[0].strip()
+                if not first:
+                    problem = "holds no password on its first line"
+                else:
+                    return first.decode()
+            except OSError as err:
+                problem = f"cannot read: {err.strerror or err}"
+            except UnicodeDecodeError:
+                problem = "the password is not UTF-8 text"
+        raise UplinkTlsError([TlsProblem("password_file", f"{path}: {problem}")])
 
     def tls_path(self, key: FileKey, base_dir: Path | None = None) -> Path | None:
         """The file named by `key`, a relative name taken from `base_dir` when given."""

@@ -28,6 +28,7 @@ from edge_agent.uplink_settings import (
     BackoffSettings,
     UplinkSettings,
 )
+from simulators.services import Mosquitto
 
 HEAD = "gateway: {id: gw-01}\nuplink:\n  host: cloud.example\n"
 """Lines 1-3; the keys a test adds start at line 4."""
@@ -283,3 +284,73 @@ async def test_a_tls_file_gone_after_start_is_named_in_the_uplink_log(
         in record.getMessage()
         for record in caplog.records
     ), [record.getMessage() for record in caplog.records]
+
+
+def test_a_password_file_is_checked_at_load(config_dir: Path) -> None:
+    file = config_dir / "secret" / "mqtt.pw"
+    missing = load_errors(config_dir, "  password_file: secret/mqtt.pw\n")
+    reason = "cannot read: No such file or directory"
+    assert missing == [f"{config_dir / 'edge.yaml'}:4: uplink.password_file: {file}: {reason}"]
+    file.parent.mkdir()
+    file.write_text("\n")
+    empty = load_errors(config_dir, "  password_file: secret/mqtt.pw\n")
+    assert empty[0].endswith("mqtt.pw: holds no password on its first line")
+    file.write_text("s3cret \nignored\n")
+    (config_dir / "edge.yaml").write_text(HEAD + "  password_file: secret/mqtt.pw\n")
+    settings = UplinkSettings.from_config(load_config(config_dir / "edge.yaml").uplink, config_dir)
+    assert settings.password() == "s3cret"
+    assert settings.password_file == str(file)
+
+
+async def test_the_uplink_logs_in_with_the_credentials_the_cloud_registered(
+    tmp_path: Path,
+) -> None:
+    # The password and ACL files as `cloud-ingest gateways passwd|acl` write them.
+    from cloud_ingest.gateways.mosquitto_files import acl_text, password_text  # noqa: PLC0415
+    from cloud_ingest.gateways.secrets import mosquitto_hash  # noqa: PLC0415
+
+    (tmp_path / "mqtt.pw").write_text("gw-secret\n")
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    passwd.write_text(
+        password_text([("gw-01", mosquitto_hash("gw-secret")), ("reader", mosquitto_hash("r"))])
+    )
+    acl.write_text(acl_text(["gw-01"], ingest_user="reader"))
+    broker = Mosquitto(["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"])
+    broker.start()
+    try:
+        outbox = MemoryOutbox()
+        settings = UplinkSettings(
+            port=broker.port,
+            password_file="mqtt.pw",  # noqa: S106 - a file name
+            batch_wait_s=0,
+        ).resolved(tmp_path)
+        uplink = Uplink(settings, outbox, gateway_id="gw-01")
+        task = asyncio.create_task(uplink.run())
+        try:
+            async with asyncio.timeout(10):
+                while not uplink.counters.connected:  # noqa: ASYNC110 - polling a counter
+                    await asyncio.sleep(0.02)
+        finally:
+            uplink.stop()
+            await task
+        wrong = Uplink(
+            UplinkSettings(
+                port=broker.port,
+                username="gw-01",
+                password_file=str(tmp_path / "acl"),
+                backoff=BackoffSettings(initial_s=0.01, max_s=0.02),
+            ),
+            MemoryOutbox(),
+            gateway_id="gw-01",
+        )
+        task = asyncio.create_task(wrong.run())
+        try:
+            async with asyncio.timeout(10):
+                while wrong.counters.connect_failures < 1:  # noqa: ASYNC110 - polling a counter
+                    await asyncio.sleep(0.02)
+            assert not wrong.counters.connected
+        finally:
+            wrong.stop()
+            await task
+    finally:
+        broker.stop()
