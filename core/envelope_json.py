@@ -22,8 +22,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import Enum
 from json.encoder import encode_basestring
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 from uuid import UUID
 
 from core.errors import EnvelopeError, EnvelopeErrorCode
@@ -764,7 +765,18 @@ _NOUNS: Final[dict[type, str]] = {
 }
 
 
+_MEMBERS: Final[dict[type, dict[str, object]]] = {
+    kind: {member.value: member for member in cast("type[Enum]", kind)} for kind in _NOUNS
+}
+"""Each enum's members by value: the common case of `_enum` is one dict lookup."""
+
+
 def _enum(obj: Mapping[str, object], key: str, path: str, kind: type[_E]) -> _E:
+    value = obj.get(key)
+    if type(value) is str:
+        member = _MEMBERS[kind].get(value)
+        if member is not None:
+            return cast("_E", member)
     text = _str(obj, key, path, _LIMITS.name_chars)
     try:
         return kind(text)

@@ -14,10 +14,11 @@ parses every message first (no I/O), then, in **one transaction** (group commit)
   `ingested_batches` row is inserted with `ON CONFLICT DO NOTHING`, so two processes racing on
   one batch id store it once);
 - registers unknown gateways (unless `require_registration`) and devices on first sight;
-- inserts readings in bulk, alarm events with `ON CONFLICT (fingerprint, seq) DO NOTHING`, and
-  folds the new events into `alarm_instances` with `INSERT ... ON CONFLICT (fingerprint) DO
-  UPDATE ... WHERE excluded.last_seq > alarm_instances.last_seq`, so an older event never
-  overwrites a newer state;
+- inserts readings in bulk straight through the driver, inside the same transaction (SQLite
+  `executemany`, PostgreSQL `COPY`, of row tuples built in one pass), alarm events with
+  `ON CONFLICT (fingerprint, seq) DO NOTHING`, and folds the new events into `alarm_instances`
+  with `INSERT ... ON CONFLICT (fingerprint) DO UPDATE ... WHERE excluded.last_seq >
+  alarm_instances.last_seq`, so an older event never overwrites a newer state;
 - applies `/status` messages (`{"state": "online"|"offline", "gateway_id", "version", "at"}`)
   to the gateway's status, version and last seen time.
 
@@ -34,10 +35,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Final
 from uuid import UUID
 
@@ -61,6 +64,7 @@ from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, NoWorkOrders, WorkOrderService
 from core.envelope_json import loads
 from core.errors import EnvelopeError, EnvelopeErrorCode
+from core.metrics import Metric, Quality
 from core.types import ENVELOPE_LIMITS, AlarmEvent, Envelope
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,22 @@ _IN_CHUNK: Final = 500
 """Ids per `IN (...)` query, well under every driver's parameter limit."""
 _DETAIL_MAX: Final = 1024
 _STATUS_STATES: Final = frozenset({"online", "offline"})
+_READING_COLUMNS: Final = (
+    "gateway_id",
+    "device_id",
+    "metric",
+    "ts",
+    "value",
+    "value_bool",
+    "quality",
+    "codec",
+    "derived_from",
+)
+"""The columns of `readings` the service writes, in the order of its row tuples."""
+_METRIC_TEXT: Final = {m: m.value for m in Metric}
+_QUALITY_TEXT: Final = {q: q.value for q in Quality}
+_TS: Final = attrgetter("ts")
+_DEVICE_ID: Final = attrgetter("device_id")
 
 
 class RejectReason(StrEnum):
@@ -91,6 +111,8 @@ class RejectReason(StrEnum):
 class _Up:
     message: Incoming
     envelope: Envelope
+    devices: tuple[str, ...]
+    """The envelope's device ids, each once, in the order they first appear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +181,7 @@ class IngestService:
         self.max_past = max_past
         self.counters = IngestCounters()
         self._dialect = engine.dialect.name
+        self._readings_sql = "" if self._dialect == "postgresql" else _insert_sql(engine)
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         """Settle every message of `batch` in one transaction, or raise and settle none."""
@@ -221,15 +244,15 @@ class IngestService:
         refused = self._out_of_bounds(envelope, message.received_at)
         if refused is not None:
             return _Rejected(message, RejectReason.TIME_OUT_OF_BOUNDS, refused)
-        return _Up(message, envelope)
+        return _Up(message, envelope, _device_ids(envelope))
 
     def _out_of_bounds(self, envelope: Envelope, received_at: datetime) -> str | None:
         earliest = received_at - self.max_past
         latest = received_at + self.max_future
         times: list[tuple[str, datetime]] = [("sent_at", envelope.sent_at)]
         if envelope.readings:
-            times.append(("readings.ts", min(r.ts for r in envelope.readings)))
-            times.append(("readings.ts", max(r.ts for r in envelope.readings)))
+            times.append(("readings.ts", min(map(_TS, envelope.readings))))
+            times.append(("readings.ts", max(map(_TS, envelope.readings))))
         times.extend(("alarm_events.at", event.at) for event in envelope.alarm_events)
         for name, when in times:
             if not earliest <= when <= latest:
@@ -374,7 +397,7 @@ class IngestService:
         kept: list[_Up] = []
         for up in ups:
             gw = up.envelope.gateway_id
-            foreign = next((d for d in _device_ids(up.envelope) if owners.get(d) != gw), None)
+            foreign = next((d for d in up.devices if owners.get(d) != gw), None)
             if foreign is None:
                 kept.append(up)
             else:
@@ -449,30 +472,22 @@ class IngestService:
         outcome.envelopes += len(kept)
         return kept
 
-    @staticmethod
-    async def _store_readings(conn: AsyncConnection, ups: list[_Up], outcome: _Outcome) -> None:
-        rows: list[dict[str, Any]] = []
-        append = rows.append
-        for up in ups:
-            gw = up.envelope.gateway_id
-            for r in up.envelope.readings:
-                value = r.value
-                is_bool = value is True or value is False
-                append(
-                    {
-                        "gateway_id": gw,
-                        "device_id": r.device_id,
-                        "metric": r.metric.value,
-                        "ts": r.ts,
-                        "value": float(value),
-                        "value_bool": value if is_bool else None,
-                        "quality": r.quality.value,
-                        "codec": r.codec_id,
-                        "derived_from": None if r.derived_from is None else r.derived_from.value,
-                    }
-                )
-        if rows:
-            await conn.execute(readings.insert(), rows)
+    async def _store_readings(
+        self, conn: AsyncConnection, ups: list[_Up], outcome: _Outcome
+    ) -> None:
+        """Insert the readings through the driver, in the connection's open transaction.
+
+        The rows are what `readings.insert()` would bind, built here in one pass: times in UTC
+        (on SQLite as the dialect's naive UTC text), booleans also as 0.0/1.0 in `value`.
+        """
+        postgres = self._dialect == "postgresql"
+        rows = _reading_rows(ups, _utc if postgres else _sqlite_utc_text)
+        if not rows:
+            return
+        if postgres:
+            await _copy_readings(conn, rows)
+        else:
+            await conn.exec_driver_sql(self._readings_sql, rows)
         outcome.readings += len(rows)
 
     async def _store_alarm_events(
@@ -598,7 +613,7 @@ class _DeviceClaims:
         claims = cls()
         for up in ups:
             gw, at = up.envelope.gateway_id, up.message.received_at
-            for device_id in _device_ids(up.envelope):
+            for device_id in up.devices:
                 claims.gateway.setdefault(device_id, gw)
                 claims.seen_at[device_id] = max(claims.seen_at.get(device_id, at), at)
             for event in up.envelope.alarm_events:
@@ -607,11 +622,81 @@ class _DeviceClaims:
         return claims
 
 
-def _device_ids(envelope: Envelope) -> Iterator[str]:
-    for r in envelope.readings:
-        yield r.device_id
-    for e in envelope.alarm_events:
-        yield e.device_id
+def _device_ids(envelope: Envelope) -> tuple[str, ...]:
+    """The envelope's device ids (readings, then alarm events), each once, first seen first."""
+    found = chain(map(_DEVICE_ID, envelope.readings), map(_DEVICE_ID, envelope.alarm_events))
+    return tuple(dict.fromkeys(found))
+
+
+def _utc(when: datetime) -> datetime:
+    """`when` as an aware UTC time; a naive time is refused, as `UtcDateTime` refuses it."""
+    if when.tzinfo is UTC:
+        return when
+    if when.utcoffset() is None:
+        raise ValueError(f"naive datetime {when!r}: times are stored in UTC")
+    return when.astimezone(UTC)
+
+
+def _sqlite_utc_text(when: datetime) -> str:
+    """`when` as SQLAlchemy's SQLite `DATETIME` stores it: `YYYY-MM-DD HH:MM:SS.ffffff`, in UTC."""
+    if when.tzinfo is not UTC:
+        when = _utc(when)
+    return when.isoformat(" ", "microseconds")[:-6]  # drop "+00:00"
+
+
+def _reading_rows(
+    ups: Iterable[_Up], time_param: Callable[[datetime], object]
+) -> list[tuple[object, ...]]:
+    """The readings of `ups` as `_READING_COLUMNS` tuples, with times converted by `time_param`."""
+    metric_text, quality_text = _METRIC_TEXT, _QUALITY_TEXT
+    rows: list[tuple[object, ...]] = []
+    append = rows.append
+    for up in ups:
+        gw = up.envelope.gateway_id
+        for r in up.envelope.readings:
+            value = r.value
+            derived = r.derived_from
+            append(
+                (
+                    gw,
+                    r.device_id,
+                    metric_text[r.metric],
+                    time_param(r.ts),
+                    float(value),
+                    value if value.__class__ is bool else None,
+                    quality_text[r.quality],
+                    r.codec_id,
+                    None if derived is None else metric_text[derived],
+                )
+            )
+    return rows
+
+
+def _insert_sql(engine: AsyncEngine) -> str:
+    """The dialect's positional `INSERT INTO readings (...) VALUES (...)` of `_READING_COLUMNS`."""
+    compiled = readings.insert().compile(dialect=engine.dialect, column_keys=list(_READING_COLUMNS))
+    if tuple(compiled.positiontup or ()) != _READING_COLUMNS:
+        raise RuntimeError(f"unexpected readings insert {compiled.string!r}")
+    return compiled.string
+
+
+async def _copy_readings(conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
+    """`COPY` the rows into `readings` on the asyncpg connection, inside its open transaction."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if not driver.is_in_transaction():
+        # Never outside the batch's transaction: that would make the rows independent of it.
+        raise RuntimeError("readings COPY outside the batch's transaction")
+    try:
+        await driver.copy_records_to_table(
+            readings.name, records=rows, columns=_READING_COLUMNS, schema_name=readings.schema
+        )
+    except BaseException:
+        # The error bypassed SQLAlchemy, which would have discarded a connection the server
+        # dropped: discard it here (the transaction is lost either way), so the pool never
+        # hands out a broken connection.
+        await conn.invalidate()
+        raise
 
 
 def _hint(event: AlarmEvent) -> Mapping[str, str] | None:

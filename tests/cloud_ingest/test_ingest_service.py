@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +26,7 @@ from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange
 from core.envelope_json import dumps
-from core.metrics import Metric
+from core.metrics import Metric, Quality
 from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -172,6 +173,42 @@ async def test_times_are_stored_as_the_same_instant_in_utc(engine: AsyncEngine) 
         stored = (await conn.execute(select(readings.c.ts))).scalar_one()
     assert stored == local
     assert stored.utcoffset() == timedelta(0)
+
+
+async def test_bulk_stored_times_match_times_bound_in_queries(engine: AsyncEngine) -> None:
+    # Readings are written through the driver; a query binding the same instant through
+    # SQLAlchemy (any offset, with or without microseconds) must find each one.
+    plus8 = timezone(timedelta(hours=8))
+    times = [
+        NOW - timedelta(minutes=4),
+        (NOW - timedelta(minutes=3, microseconds=250)).astimezone(plus8),
+        (NOW - timedelta(minutes=2)).astimezone(timezone(timedelta(hours=-5, minutes=-30))),
+    ]
+    batch = [Reading("m-1", Metric.TILT_DEG, float(i), t) for i, t in enumerate(times)]
+    await IngestService(engine)([up(envelope(batch))])
+    async with engine.connect() as conn:
+        for i, when in enumerate(times):
+            for probe in (when, when.astimezone(UTC), when.astimezone(plus8)):
+                query = select(readings.c.value).where(readings.c.ts == probe)
+                assert list((await conn.execute(query)).scalars()) == [float(i)]
+        later = select(func.count()).select_from(readings).where(readings.c.ts > times[1])
+        assert (await conn.execute(later)).scalar_one() == 1
+
+
+async def test_every_reading_column_is_stored(engine: AsyncEngine) -> None:
+    stamp = NOW - timedelta(minutes=1)
+    batch = [
+        Reading("m-1", Metric.TILT_DEG, 2.5, stamp, Quality.SUSPECT, "lora.x", Metric.TILT_X_DEG),
+        Reading("m-1", Metric.SMOKE, value=True, ts=stamp, codec_id="serial.acme.smoke"),
+    ]
+    await IngestService(engine)([up(envelope(batch, gateway="gw-z"))])
+    columns = [c for c in readings.c if c.name != "id"]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(*columns).order_by(readings.c.id))).all()
+    assert [tuple(row) for row in rows] == [
+        ("gw-z", "m-1", "tilt_deg", stamp, 2.5, None, "suspect", "lora.x", "tilt_x_deg"),
+        ("gw-z", "m-1", "smoke", stamp, 1.0, True, "good", "serial.acme.smoke", None),
+    ]
 
 
 async def test_redelivered_batch_stores_nothing_twice(engine: AsyncEngine) -> None:
@@ -384,3 +421,42 @@ async def test_a_closed_database_raises(engine: AsyncEngine, db_url: str) -> Non
         await IngestService(broken)([up(envelope([reading()]))])
     await broken.dispose()
     assert service.counters.messages == 0
+
+
+async def test_a_connection_lost_during_the_readings_copy_is_not_reused(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(postgres_url)
+    await migrations.upgrade(engine)
+    service = IngestService(engine)
+    first = [up(envelope([reading(minute=i) for i in range(3)], [event(1)]))]
+    second = [up(envelope([reading("smoke-2", minute=i) for i in range(4)]))]
+    await service(first)
+    copy = asyncpg.Connection.copy_records_to_table
+
+    async def copy_after_the_server_drops_us(
+        self: asyncpg.Connection, *args: object, **kwargs: object
+    ) -> object:
+        pid = self.get_server_pid()
+        admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            # With a timeout, pg_terminate_backend waits until the backend is gone.
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+        finally:
+            await admin.close()
+        return await copy(self, *args, **kwargs)
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                asyncpg.Connection, "copy_records_to_table", copy_after_the_server_drops_us
+            )
+            with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+                await service(second)
+        assert await count(engine, readings) == 3
+        for _ in range(3):  # every pooled connection is usable again
+            await service(second)
+        assert await count(engine, readings) == 7
+        assert service.counters.duplicates == 2
+    finally:
+        await engine.dispose()
