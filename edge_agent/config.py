@@ -63,6 +63,7 @@ class GatewayConfig(_Model):
     """Who the gateway is and where it stands."""
 
     id: Identifier
+    """Also the gateway's MQTT user name (`cloud-ingest gateways add`), so it may not hold `:`."""
     site: str = ""
     """Where the gateway stands in the site hierarchy (`district/street/community/...`)."""
     site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=256)] | None = None
@@ -79,6 +80,14 @@ class GatewayConfig(_Model):
     @classmethod
     def _zone(cls, value: str) -> str:
         return check_zone(value)
+
+    @field_validator("id")
+    @classmethod
+    def _mqtt_user_name(cls, value: str) -> str:
+        if ":" in value:
+            msg = "':' cannot be in a gateway id: it is also the gateway's MQTT user name"
+            raise ValueError(msg)
+        return value
 
 
 class SerialSourceConfig(_Model):

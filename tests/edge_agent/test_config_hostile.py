@@ -129,3 +129,8 @@ def test_hostile_yaml_is_a_located_error(text: str, line: int, words: str) -> No
     message = only(text)
     assert message.startswith(f"edge.yaml:{line}: "), message
     assert words in message
+
+
+def test_a_gateway_id_with_a_colon_is_refused_as_it_is_the_mqtt_user_name() -> None:
+    message = only("gateway: {id: 'gw:01'}\n")
+    assert message.startswith("edge.yaml:1: gateway.id: ':' cannot be in a gateway id")
