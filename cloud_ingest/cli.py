@@ -2,7 +2,7 @@
 
 `serve` runs the ingest server (HTTP, and the MQTT consumer with `--mqtt`); `db upgrade` migrates
 the database to the newest revision; `gateways add|list|passwd|acl` manage the gateways' identities
-and write the broker's password and ACL files; `validate` checks uplink envelopes as the ingest will.
+and write the broker's password and ACL files; `users add` issues API users their tokens; `validate` checks uplink envelopes as the ingest will.
 """
 
 from __future__ import annotations
@@ -296,6 +296,63 @@ def _add_gateway_parsers(
     )
 
 
+def _users(args: argparse.Namespace) -> int:
+    """Run one `users` command; a refusal is one line on stderr and a non-zero status."""
+    from cloud_ingest.auth import cli as commands  # noqa: PLC0415 - only `users` needs it
+    from cloud_ingest.gateways.cli import CommandError  # noqa: PLC0415
+
+    name = f"users {args.users_command}"
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        return _fail(name, str(err))
+    try:
+        commands.add(
+            settings,
+            args.name,
+            role=args.role,
+            company=args.company,
+            area=args.area,
+            rotate=args.rotate,
+        )
+    except CommandError as err:
+        return _fail(name, str(err), err.code)
+    except BrokenPipeError:
+        return 141
+    except (SQLAlchemyError, OSError) as err:
+        first = str(getattr(err, "orig", None) or err).splitlines()[0]
+        return _fail(name, f"database {_shown_url(settings.database_url)}: {first}", 1)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _add_user_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: argparse.ArgumentParser
+) -> None:
+    users = sub.add_parser("users", help="API users and their bearer tokens")
+    users.set_defaults(usage=users.print_help)
+    commands = users.add_subparsers(dest="users_command", metavar="COMMAND")
+    add = commands.add_parser(
+        "add",
+        parents=[settings],
+        help="add an API user; print their bearer token once",
+        description="Add a user of the API and print their bearer token once; only its hash is "
+        "stored. The user sees the rows of their company within their area (a site path "
+        "prefix; none: the whole company); an admin sees everything. With --rotate, issue a new "
+        "token to an existing user (and change --role, --company or --area if given).",
+    )
+    add.add_argument("name", metavar="NAME", help="user name: a letter or digit, then _ . : -")
+    add.add_argument(
+        "--role",
+        metavar="R",
+        help="operator, supervisor, technician, resident or admin (required to add)",
+    )
+    add.add_argument("--company", metavar="C", help="the user's company (required but for admin)")
+    add.add_argument("--area", metavar="PATH", help="site path prefix the user may see")
+    add.add_argument("--rotate", action="store_true", help="replace an existing user's token")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -335,6 +392,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Migrate the database to the newest revision (Alembic head).",
     )
     _add_gateway_parsers(sub, settings)
+    _add_user_parsers(sub, settings)
     return parser
 
 
@@ -350,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _db_upgrade(args)
     if args.command == "gateways" and args.gateways_command:
         return _gateways(args)
+    if args.command == "users" and args.users_command:
+        return _users(args)
     getattr(args, "usage", parser.print_help)(sys.stderr)
     return 2
 

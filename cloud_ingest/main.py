@@ -8,7 +8,8 @@ shutdown the consumer stops first (a batch in the handler finishes and is acknow
 engine is disposed. The objects live on `app.state` (`settings`, `engine`, `ingest`, `consumer`).
 
 Endpoints: `GET /healthz` (liveness), `GET /readyz` (database and broker), `GET /metrics`
-(Prometheus text), `GET /openapi.json`. Errors are RFC 9457 problem documents.
+(Prometheus text), `GET /openapi.json`, and the API v1 under `/api/v1` (`cloud_ingest.api`,
+bearer-token users). Errors are RFC 9457 problem documents.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
 
 from cloud_ingest import migrations
+from cloud_ingest.api import api_router
 from cloud_ingest.infra.config import Settings
 from cloud_ingest.infra.db import create_engine
 from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     registry = registry_for(IngestCollector(counters, consumer_stats))
     _add_problem_handlers(app)
+    app.include_router(api_router())
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
     async def healthz() -> dict[str, str]:

@@ -162,3 +162,17 @@ dead_letters: Final = Table(
     Column("payload_size", Integer(), nullable=False),
 )
 """Refused messages: why (`reason` code, `detail` in words) and the first bytes of each."""
+
+users: Final = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("area", String(1024), nullable=False, server_default=""),
+    Column("token_hash", String(256), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+"""People and programs that read the API: a `role`, the `company` whose rows they see, and an
+`area` (a site path prefix; empty: all of the company). Only the SHA-256 of the token is kept."""

@@ -1,0 +1,1 @@
+"""Alarm instances and their events, as the API serves them."""

@@ -1,0 +1,115 @@
+"""`GET /api/v1/alarms` (instances, newest first, keyset pages) and `GET /api/v1/alarms/{fingerprint}`.
+
+Lists carry summary columns only; the detail adds the work order reference and the events in
+`seq` order. Rows are those of the user's company and area (`cloud_ingest.auth.scope`); an
+instance outside them is `404`, as an unknown one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud_ingest.alarms.schemas import AlarmDetail, AlarmEventOut, AlarmSummary
+from cloud_ingest.auth.models import Role
+from cloud_ingest.auth.permissions import CurrentUser, database, require
+from cloud_ingest.auth.scope import visible, within
+from cloud_ingest.infra.schema import alarm_events, alarm_instances
+from cloud_ingest.paging import (
+    DEFAULT_LIMIT,
+    After,
+    Limit,
+    Page,
+    decode_cursor,
+    decode_time,
+    encode_cursor,
+)
+from core.types import AlarmState, Severity
+
+router: Final = APIRouter(prefix="/alarms", tags=["alarms"])
+READERS: Final = tuple(Role)
+"""Every role reads the alarms of its scope."""
+
+_SUMMARY: Final = [c for c in alarm_instances.c if c.name in AlarmSummary.model_fields]
+_EVENT: Final = [c for c in alarm_events.c if c.name in AlarmEventOut.model_fields]
+
+Engine = Annotated[AsyncEngine, Depends(database)]
+
+
+@router.get(
+    "",
+    dependencies=[require(*READERS)],
+    summary="Alarm instances, newest first (by last event)",
+    response_model=Page[AlarmSummary],
+)
+async def list_alarms(
+    *,
+    engine: Engine,
+    user: CurrentUser,
+    state: Annotated[AlarmState | None, Query(description="current state")] = None,
+    severity: Annotated[Severity | None, Query(description="current severity")] = None,
+    location: Annotated[
+        str | None, Query(max_length=1024, description="a site path: this place and below")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    after: After = None,
+) -> Page[AlarmSummary]:
+    """Alarm instances of the user's scope, filtered, newest `last_event_at` first."""
+    t = alarm_instances.c
+    query = select(*_SUMMARY).where(visible(user, gateway_id=t.gateway_id, location=t.location))
+    if state is not None:
+        query = query.where(t.state == state.value)
+    if severity is not None:
+        query = query.where(t.severity == severity.value)
+    if location is not None:
+        query = query.where(within(t.location, location))
+    if after is not None:
+        at_text, fingerprint = decode_cursor(after, str, str)
+        at = decode_time(at_text)
+        query = query.where(
+            or_(
+                t.last_event_at < at,
+                and_(t.last_event_at == at, t.fingerprint < str(fingerprint)),
+            )
+        )
+    query = query.order_by(t.last_event_at.desc(), t.fingerprint.desc()).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    items = [AlarmSummary.model_validate(dict(row)) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    cursor = (
+        None if last is None else encode_cursor(last.last_event_at.isoformat(), last.fingerprint)
+    )
+    return Page[AlarmSummary](items=items, next=cursor)
+
+
+@router.get(
+    "/{fingerprint:path}",
+    dependencies=[require(*READERS)],
+    summary="One alarm instance with its events",
+    response_model=AlarmDetail,
+    responses={404: {"description": "No such alarm instance in the user's scope"}},
+)
+async def get_alarm(engine: Engine, user: CurrentUser, fingerprint: str) -> AlarmDetail:
+    """The instance of `fingerprint` (it may contain `/`) and its events in `seq` order."""
+    t = alarm_instances.c
+    query = select(*_SUMMARY, t.work_order).where(
+        t.fingerprint == fingerprint,
+        visible(user, gateway_id=t.gateway_id, location=t.location),
+    )
+    events = (
+        select(*_EVENT)
+        .where(alarm_events.c.fingerprint == fingerprint)
+        .order_by(alarm_events.c.seq)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).mappings().one_or_none()
+        if row is None:
+            raise HTTPException(404, f"no alarm {fingerprint!r}")
+        event_rows = (await conn.execute(events)).mappings().all()
+    return AlarmDetail.model_validate(
+        {**row, "events": [AlarmEventOut.model_validate(dict(e)) for e in event_rows]}
+    )

@@ -1,0 +1,56 @@
+"""The alarm API's response models: a summary per instance for lists, the detail with events."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from cloud_ingest.paging import IsoTime
+
+
+class AlarmSummary(BaseModel):
+    """One alarm instance (one fingerprint) in a list: its current state, without its events."""
+
+    fingerprint: str
+    state: str
+    severity: str
+    stale: bool
+    """FIRING, but its `valid_until` passed without a re-send."""
+    location: str
+    device_id: str
+    gateway_id: str
+    rule_id: str
+    description: str
+    starts_at: IsoTime
+    first_event_at: IsoTime
+    last_event_at: IsoTime
+    last_seq: int
+    valid_until: IsoTime | None
+
+
+class AlarmEventOut(BaseModel):
+    """One stored alarm event of an instance."""
+
+    seq: int
+    state: str
+    severity: str
+    at: IsoTime
+    starts_at: IsoTime
+    valid_until: IsoTime | None
+    value: float | None
+    value_bool: bool | None
+    description: str
+    evidence: dict[str, Any]
+    suppressed: list[Any]
+    rule_version: str
+    batch_id: UUID
+    received_at: IsoTime
+
+
+class AlarmDetail(AlarmSummary):
+    """One alarm instance with its work order reference and every event, in `seq` order."""
+
+    work_order: dict[str, Any] | None
+    events: list[AlarmEventOut]

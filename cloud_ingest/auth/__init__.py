@@ -1,0 +1,1 @@
+"""API users: roles, bearer tokens, the permission dependency and row scoping."""

@@ -1,0 +1,140 @@
+"""The `users` rows: add a user (or rotate their token) and find the user a bearer token names.
+
+A token is made here and returned once; only its SHA-256 is stored (`token_hash`), so a token is
+looked up by its hash and then compared in constant time. Gateway tokens live in `gateways` and
+are never found here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud_ingest.auth.models import Role, User
+from cloud_ingest.gateways.ids import EDGE_IDENTIFIER, check_company
+from cloud_ingest.gateways.secrets import new_secret, token_hash, token_matches
+from cloud_ingest.infra.db import WRITE_TRANSACTION
+from cloud_ingest.infra.schema import users
+from core.site import SitePath
+
+NAME_MAX_LENGTH: Final = 128
+TOKEN_MAX_LENGTH: Final = 512
+"""A longer bearer token is refused before it is hashed."""
+
+
+class UserError(ValueError):
+    """A user cannot be added or changed as asked; the message says why in one line."""
+
+
+class UserConflictError(UserError):
+    """The request is valid but does not fit the stored users (a duplicate, an unknown name)."""
+
+
+def check_name(value: str) -> str:
+    """Return `value` if it may be a user name (a letter or digit, then letters, digits, `_.:-`)."""
+    if not value or len(value) > NAME_MAX_LENGTH:
+        raise UserError(f"user name must have 1 to {NAME_MAX_LENGTH} characters: {value!r}")
+    if EDGE_IDENTIFIER.fullmatch(value) is None:
+        raise UserError(
+            f"invalid user name {value!r}: a letter or digit, then letters, digits, _ . : -"
+        )
+    return value
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise UserError(f"unknown role {value!r}; one of {allowed}") from None
+
+
+def _checked_fields(
+    name: str, *, role: str | None, company: str | None, area: str | None, rotate: bool
+) -> dict[str, object]:
+    """The columns to write for these options; `UserError` for a bad or missing one."""
+    check_name(name)
+    values: dict[str, object] = {}
+    if role is not None:
+        values["role"] = _role(role)
+    try:
+        if company is not None:
+            values["company"] = check_company(company)
+        if area is not None:
+            values["area"] = str(SitePath.parse(area))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if not rotate:
+        if role is None:
+            raise UserError("--role is required to add a user")
+        if company is None and values["role"] is not Role.ADMIN:
+            raise UserError("--company is required to add a user (except an admin)")
+    return values
+
+
+async def add_user(
+    engine: AsyncEngine,
+    name: str,
+    *,
+    role: str | None,
+    company: str | None,
+    area: str | None = None,
+    rotate: bool = False,
+    now: datetime | None = None,
+) -> str:
+    """Create a user (or, with `rotate`, give an existing one a new token); return the token.
+
+    Without `rotate`, `role` is required, and `company` too unless the role is admin. With
+    `rotate`, the user must exist; `role`, `company` and `area` change only when given.
+
+    Raises:
+        UserConflictError: the name is taken (without `rotate`) or unknown (with `rotate`).
+        UserError: a bad name, role, company or area.
+    """
+    values = _checked_fields(name, role=role, company=company, area=area, rotate=rotate)
+    token = new_secret()
+    values["token_hash"] = token_hash(token)
+    try:
+        async with engine.connect() as connection:
+            conn = await connection.execution_options(**{WRITE_TRANSACTION: True})
+            async with conn.begin():
+                found = await conn.execute(select(users.c.id).where(users.c.name == name))
+                exists = found.one_or_none() is not None
+                if rotate and not exists:
+                    raise UserConflictError(f"no user {name!r} to rotate; add it first")
+                if exists and not rotate:
+                    raise UserConflictError(
+                        f"user {name!r} already exists; use --rotate to issue a new token"
+                    )
+                if exists:
+                    await conn.execute(update(users).where(users.c.name == name).values(**values))
+                else:
+                    created = now or datetime.now(UTC)
+                    await conn.execute(
+                        insert(users).values(name=name, created_at=created, **values)
+                    )
+    except IntegrityError:
+        raise UserConflictError(
+            f"user {name!r} already exists; use --rotate to issue a new token"
+        ) from None
+    return token
+
+
+async def user_for_token(engine: AsyncEngine, token: str) -> User | None:
+    """The user whose token `token` is, or `None` (unknown, or not a user's token)."""
+    if not token or len(token) > TOKEN_MAX_LENGTH:
+        return None
+    query = select(users).where(users.c.token_hash == token_hash(token))
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    if row is None or not token_matches(token, row.token_hash):
+        return None
+    try:
+        role = Role(row.role)
+    except ValueError:
+        return None
+    return User(name=row.name, role=role, company=row.company, area=row.area)

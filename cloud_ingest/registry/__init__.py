@@ -1,0 +1,1 @@
+"""The registry as the API serves it: gateways, devices and dead letters."""
