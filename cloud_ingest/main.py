@@ -36,28 +36,11 @@ from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
 from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.metrics import IngestCollector, registry_for, render
+from cloud_ingest.problems import problem
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON: Final = "application/problem+json"
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def problem(
-    status: int, detail: str | None = None, *, instance: str | None = None, **extra: object
-) -> JSONResponse:
-    """An RFC 9457 problem document (`type` is `about:blank`: the status says it all)."""
-    body: dict[str, object] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 @asynccontextmanager

@@ -25,6 +25,10 @@ parses every message first (no I/O), then, in **one transaction** (group commit)
 Only a storage failure raises; the transaction is then rolled back and nothing of the batch is
 kept. After the commit, the changed alarm instances go to the `WorkOrderService`.
 
+`settle(batch)` does the same and says what became of each message (an `Outcome`: stored,
+duplicate, rejected with its reason, or ignored), for a transport that answers per message (the
+HTTP intake); calling the service does exactly this and drops the answer.
+
 `require_registration=False` (the default, for the embedded demo) registers every gateway the
 first time it is heard from; production sets it, so only gateways added by the administrator
 (`cloud-ingest gateways add`) are stored and any other is dead-lettered as `unknown_gateway`.
@@ -107,6 +111,32 @@ class RejectReason(StrEnum):
     """A time further in the future or the past than the service accepts."""
 
 
+class Settled(StrEnum):
+    """What became of one message of a settled batch."""
+
+    STORED = "stored"
+    """Stored (an envelope's batch, or a gateway status)."""
+    DUPLICATE = "duplicate"
+    """An envelope whose batch id was stored before (or earlier in the same batch)."""
+    REJECTED = "rejected"
+    """Refused with a reason code and kept as a dead letter."""
+    IGNORED = "ignored"
+    """Nothing to store (an empty retained status being cleared)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message, in the order of the batch (committed when returned)."""
+
+    settled: Settled
+    batch_id: UUID | None = None
+    """The envelope's batch id, when the message was parsed far enough to know it."""
+    reason: str | None = None
+    """The reason code of a rejected message (`RejectReason` or `EnvelopeErrorCode`)."""
+    detail: str | None = None
+    """Why a message was rejected, in words."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Up:
     message: Incoming
@@ -128,6 +158,7 @@ class _Rejected:
     message: Incoming
     reason: str
     detail: str
+    batch_id: UUID | None = None
 
 
 @dataclass(slots=True)
@@ -142,6 +173,8 @@ class _Outcome:
     status_updates: int = 0
     rejected: list[_Rejected] = field(default_factory=list)
     changes: list[AlarmInstanceChange] = field(default_factory=list)
+    stored: set[int] = field(default_factory=set)
+    """`id()` of the parsed envelopes and statuses that were stored."""
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
@@ -185,8 +218,15 @@ class IngestService:
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         """Settle every message of `batch` in one transaction, or raise and settle none."""
+        await self.settle(batch)
+
+    async def settle(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """Settle `batch` in one transaction and say what became of each message, in order.
+
+        Raises, with nothing of the batch kept, only when the storage failed.
+        """
         if not batch:
-            return
+            return []
         parsed = [self._parse(message) for message in batch]
         started = time.perf_counter()
         try:
@@ -203,6 +243,7 @@ class IngestService:
                 await self._work_orders.alarm_instances_changed(outcome.changes)
             except Exception:
                 log.exception("work-order service failed on %d changes", len(outcome.changes))
+        return _outcomes(parsed, outcome)
 
     def _count(self, messages: int, outcome: _Outcome, seconds: float) -> None:
         c = self.counters
@@ -240,10 +281,11 @@ class IngestService:
             return _Rejected(message, err.code, str(err))
         if envelope.gateway_id != gateway_id:
             detail = f"envelope gateway_id {envelope.gateway_id!r} on the topic of {gateway_id!r}"
-            return _Rejected(message, RejectReason.IDENTITY, detail)
+            return _Rejected(message, RejectReason.IDENTITY, detail, envelope.batch_id)
         refused = self._out_of_bounds(envelope, message.received_at)
         if refused is not None:
-            return _Rejected(message, RejectReason.TIME_OUT_OF_BOUNDS, refused)
+            reason = RejectReason.TIME_OUT_OF_BOUNDS
+            return _Rejected(message, reason, refused, envelope.batch_id)
         return _Up(message, envelope, _device_ids(envelope))
 
     def _out_of_bounds(self, envelope: Envelope, received_at: datetime) -> str | None:
@@ -316,6 +358,8 @@ class IngestService:
         await self._store_readings(conn, ups, outcome)
         await self._store_alarm_events(conn, ups, outcome)
         await self._apply_statuses(conn, ups, statuses, outcome)
+        outcome.stored.update(map(id, ups))
+        outcome.stored.update(map(id, statuses))
         position = {id(item.message): i for i, item in enumerate(parsed) if item is not None}
         outcome.rejected.sort(key=lambda r: position[id(r.message)])
         await self._store_dead_letters(conn, outcome.rejected)
@@ -348,13 +392,15 @@ class IngestService:
             await conn.execute(self._insert(gateways).on_conflict_do_nothing(), rows)
             return ups, statuses
         reason = RejectReason.UNKNOWN_GATEWAY
-        refused = [
-            (u.message, u.envelope.gateway_id) for u in ups if u.envelope.gateway_id in unknown
+        refused: list[tuple[Incoming, str, UUID | None]] = [
+            (u.message, u.envelope.gateway_id, u.envelope.batch_id)
+            for u in ups
+            if u.envelope.gateway_id in unknown
         ]
-        refused += [(s.message, s.gateway_id) for s in statuses if s.gateway_id in unknown]
-        for message, gw in refused:
+        refused += [(s.message, s.gateway_id, None) for s in statuses if s.gateway_id in unknown]
+        for message, gw, batch_id in refused:
             detail = f"gateway {gw!r} is not registered"
-            outcome.rejected.append(_Rejected(message, reason, detail))
+            outcome.rejected.append(_Rejected(message, reason, detail, batch_id))
         return (
             [u for u in ups if u.envelope.gateway_id not in unknown],
             [s for s in statuses if s.gateway_id not in unknown],
@@ -404,7 +450,8 @@ class IngestService:
                 detail = (
                     f"device {foreign!r} belongs to gateway {owners.get(foreign)!r}, not {gw!r}"
                 )
-                outcome.rejected.append(_Rejected(up.message, RejectReason.FOREIGN_DEVICE, detail))
+                reason = RejectReason.FOREIGN_DEVICE
+                outcome.rejected.append(_Rejected(up.message, reason, detail, up.envelope.batch_id))
         seen = sorted(d for d in claims.gateway if d not in new and owners[d] == claims.gateway[d])
         if seen:
             latest = max(claims.seen_at[d] for d in seen)
@@ -620,6 +667,31 @@ class _DeviceClaims:
                 if event.location:
                     claims.location.setdefault(event.device_id, event.location)
         return claims
+
+
+def _outcomes(
+    parsed: Sequence[_Up | _Status | _Rejected | None], outcome: _Outcome
+) -> list[Outcome]:
+    """What became of each parsed message, once `outcome` committed."""
+    refused = {id(r.message): r for r in outcome.rejected}
+    answers: list[Outcome] = []
+    for item in parsed:
+        if item is None:
+            answers.append(Outcome(Settled.IGNORED))
+            continue
+        if isinstance(item, _Rejected):
+            answers.append(Outcome(Settled.REJECTED, item.batch_id, str(item.reason), item.detail))
+            continue
+        batch_id = item.envelope.batch_id if isinstance(item, _Up) else None
+        rejected = refused.get(id(item.message))
+        if id(item) in outcome.stored:
+            answers.append(Outcome(Settled.STORED, batch_id))
+        elif rejected is not None:
+            reason, detail = str(rejected.reason), rejected.detail
+            answers.append(Outcome(Settled.REJECTED, batch_id, reason, detail))
+        else:
+            answers.append(Outcome(Settled.DUPLICATE, batch_id))
+    return answers
 
 
 def _device_ids(envelope: Envelope) -> tuple[str, ...]:

@@ -23,7 +23,8 @@ from cloud_ingest.gateways.service import add_gateway
 from cloud_ingest.infra.config import load_settings
 from cloud_ingest.infra.schema import users
 from cloud_ingest.ingest.messages import Incoming
-from cloud_ingest.main import PROBLEM_JSON, create_app
+from cloud_ingest.main import create_app
+from cloud_ingest.problems import PROBLEM_JSON
 from core.envelope_json import dumps
 from core.types import AlarmEvent, AlarmState, Envelope, Severity
 

@@ -16,7 +16,8 @@ from sqlalchemy import inspect
 
 from cloud_ingest.infra.config import Settings, SettingsError, load_settings
 from cloud_ingest.ingest.messages import Incoming
-from cloud_ingest.main import PROBLEM_JSON, create_app
+from cloud_ingest.main import create_app
+from cloud_ingest.problems import PROBLEM_JSON
 
 EnvelopeFactory = Callable[..., bytes]
 
