@@ -27,7 +27,8 @@ _bearer = HTTPBearer(
 )
 
 
-def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
+def unauthorized(detail: str, error: str | None = None) -> HTTPException:
+    """A `401` that asks for a bearer token (`error`: why the one given was refused)."""
     challenge = "Bearer" if error is None else f'Bearer error="{error}"'
     return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
@@ -46,10 +47,10 @@ async def authenticated_user(
 ) -> User:
     """The user named by the request's bearer token; `401` without a valid user token."""
     if credentials is None:
-        raise _unauthorized("a bearer token is required: 'Authorization: Bearer <token>'")
+        raise unauthorized("a bearer token is required: 'Authorization: Bearer <token>'")
     user = await user_for_token(engine, credentials.credentials)
     if user is None:
-        raise _unauthorized("the bearer token is not a valid user token", "invalid_token")
+        raise unauthorized("the bearer token is not a valid user token", "invalid_token")
     return user
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_ingest.auth.permissions import database
+from cloud_ingest.auth.permissions import database, unauthorized
 from cloud_ingest.gateways.secrets import token_hash
 from cloud_ingest.infra.schema import gateways
 from cloud_ingest.ingest.messages import Incoming
@@ -62,11 +62,6 @@ def _problem(
     return problem(status, detail, instance=request.url.path, headers=headers, **extra)
 
 
-def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
-    challenge = "Bearer" if error is None else f'Bearer error="{error}"'
-    return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
-
-
 def ingest_service(request: Request) -> IngestService:
     """The application's ingest service (set by the lifespan)."""
     service: IngestService | None = request.app.state.ingest
@@ -81,14 +76,14 @@ async def authenticated_gateway(
 ) -> str:
     """The id of the gateway whose HTTP token the request bears; `401` otherwise."""
     if credentials is None:
-        raise _unauthorized("a bearer token is required: 'Authorization: Bearer <token>'")
+        raise unauthorized("a bearer token is required: 'Authorization: Bearer <token>'")
     query = select(gateways.c.id).where(
         gateways.c.token_hash == token_hash(credentials.credentials)
     )
     async with engine.connect() as conn:
         gateway_id = (await conn.execute(query)).scalar_one_or_none()
     if gateway_id is None:
-        raise _unauthorized("the bearer token is not a gateway's HTTP token", "invalid_token")
+        raise unauthorized("the bearer token is not a gateway's HTTP token", "invalid_token")
     return str(gateway_id)
 
 
