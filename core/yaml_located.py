@@ -117,6 +117,8 @@ def read_text(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) 
     def refuse(message: str) -> YamlError:
         return YamlError([Issue(name, 0, message)])
 
+    if "\x00" in name:
+        raise refuse("cannot read: a file name cannot hold a NUL character")
     try:  # non-blocking: opening a FIFO must not wait for a writer
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as err:
@@ -439,9 +441,14 @@ class _Builder:
         except yaml.YAMLError as err:
             problem = f"{_short(tag)} {_clip(value)} is not valid ({_reason(err)})"
         else:
-            if result is not _BAD:
+            if result is _BAD:
+                problem = f"tag {_short(tag)} is not allowed"
+            elif isinstance(result, str) and "\x00" in result:
+                # An escape (`"\0"`) puts into a value what the text itself may not hold; no
+                # file name, id or text of ours can carry it.
+                problem = "a NUL character (\\0) in a string"
+            else:
                 return result
-            problem = f"tag {_short(tag)} is not allowed"
         self.problems.append((_line(node), problem))
         return _BAD
 

@@ -280,8 +280,10 @@ def _client_context(
     return problems, (None if problems else ctx)
 
 
-def _unreadable(path: Path) -> str | None:
+def _unreadable(path: Path) -> str | None:  # noqa: PLR0911 - one answer per check
     """Why `path` cannot be read as a TLS file, or None."""
+    if "\x00" in str(path):
+        return "cannot read: a file name cannot hold a NUL character"
     try:
         info = path.stat()
     except OSError as err:

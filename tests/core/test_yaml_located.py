@@ -163,3 +163,15 @@ def test_load_file_accepts_a_bom_and_names_the_file(tmp_path: Path) -> None:
     assert str(caught.value) == f"{path}:3: duplicate key 'b' (first at line 2)"
     path.write_bytes(b"\xef\xbb\xbfa: 1\n")
     assert load_file(path).data == {"a": 1}
+
+
+def test_a_nul_character_written_as_an_escape_is_refused_with_its_line() -> None:
+    with pytest.raises(YamlError) as caught:
+        load_located('a: 1\nb: "x\\0y"\nc: ["\\0"]\n', "f.yaml")
+    assert [str(i) for i in caught.value.issues] == [
+        "f.yaml:2: a NUL character (\\0) in a string",
+        "f.yaml:3: a NUL character (\\0) in a string",
+    ]
+    with pytest.raises(YamlError) as caught:
+        read_text("rules\x00.yaml")
+    assert caught.value.issues[0].message == "cannot read: a file name cannot hold a NUL character"

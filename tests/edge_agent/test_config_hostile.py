@@ -134,3 +134,9 @@ def test_hostile_yaml_is_a_located_error(text: str, line: int, words: str) -> No
 def test_a_gateway_id_with_a_colon_is_refused_as_it_is_the_mqtt_user_name() -> None:
     message = only("gateway: {id: 'gw:01'}\n")
     assert message.startswith("edge.yaml:1: gateway.id: ':' cannot be in a gateway id")
+
+
+def test_a_nul_in_a_file_name_is_an_error_not_a_crash() -> None:
+    # The minimal input `bench/fuzz.py` found: `stat()` raised ValueError on the NUL.
+    message = only(GATEWAY + 'uplink:\n  tls: true\n  ca_file: "\\0"\n')
+    assert message == "edge.yaml:4: a NUL character (\\0) in a string"

@@ -354,3 +354,14 @@ async def test_the_uplink_logs_in_with_the_credentials_the_cloud_registered(
             await task
     finally:
         broker.stop()
+
+
+def test_a_file_name_with_a_nul_is_a_problem_not_a_crash() -> None:
+    name = "pw\x00"
+    settings = UplinkSettings(tls=True, ca_file="ca\x00.pem", password_file=name)
+    assert [str(p) for p in settings.tls_problems()] == [
+        "uplink.ca_file: ca\x00.pem: cannot read: a file name cannot hold a NUL character"
+    ]
+    assert [str(p) for p in settings.credential_problems()] == [
+        "uplink.password_file: pw\x00: cannot read: a file name cannot hold a NUL character"
+    ]
