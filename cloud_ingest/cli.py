@@ -207,12 +207,7 @@ def _gateways(args: argparse.Namespace) -> int:
     """Run one `gateways` command; a refusal is one line on stderr and a non-zero status."""
     from cloud_ingest.gateways import cli as commands  # noqa: PLC0415 - only `gateways` needs it
 
-    name = f"gateways {args.gateways_command}"
-    try:
-        settings = _settings(args)
-    except SettingsError as err:
-        return _fail(name, str(err))
-    try:
+    def run(settings: Settings) -> None:
         if args.gateways_command == "add":
             commands.add(
                 settings, args.id, company=args.company, site=args.site, rotate=args.rotate
@@ -228,7 +223,21 @@ def _gateways(args: argparse.Namespace) -> int:
             )
         else:
             commands.acl(settings, args.file, ingest_user=args.ingest_user)
-    except commands.CommandError as err:
+
+    return _admin(f"gateways {args.gateways_command}", args, run)
+
+
+def _admin(name: str, args: argparse.Namespace, run: Callable[[Settings], None]) -> int:
+    """Run an administration command on the settings: every failure one line, with its status."""
+    from cloud_ingest.gateways.cli import CommandError  # noqa: PLC0415
+
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        return _fail(name, str(err))
+    try:
+        run(settings)
+    except CommandError as err:
         return _fail(name, str(err), err.code)
     except BrokenPipeError:
         return 141
@@ -299,14 +308,8 @@ def _add_gateway_parsers(
 def _users(args: argparse.Namespace) -> int:
     """Run one `users` command; a refusal is one line on stderr and a non-zero status."""
     from cloud_ingest.auth import cli as commands  # noqa: PLC0415 - only `users` needs it
-    from cloud_ingest.gateways.cli import CommandError  # noqa: PLC0415
 
-    name = f"users {args.users_command}"
-    try:
-        settings = _settings(args)
-    except SettingsError as err:
-        return _fail(name, str(err))
-    try:
+    def run(settings: Settings) -> None:
         commands.add(
             settings,
             args.name,
@@ -315,16 +318,8 @@ def _users(args: argparse.Namespace) -> int:
             area=args.area,
             rotate=args.rotate,
         )
-    except CommandError as err:
-        return _fail(name, str(err), err.code)
-    except BrokenPipeError:
-        return 141
-    except (SQLAlchemyError, OSError) as err:
-        first = str(getattr(err, "orig", None) or err).splitlines()[0]
-        return _fail(name, f"database {_shown_url(settings.database_url)}: {first}", 1)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    return _admin(f"users {args.users_command}", args, run)
 
 
 def _add_user_parsers(
