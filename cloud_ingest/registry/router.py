@@ -7,10 +7,10 @@ the gateway their topic names. Lists page by keyset on the id (dead letters newe
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy import select, true
+from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud_ingest.auth.models import Role
@@ -46,15 +46,7 @@ async def list_gateways(
     """Gateways: status, last seen, version, company and site."""
     t = gateways.c
     query = select(*_GATEWAY).where(visible(user, gateway_id=t.id))
-    if after is not None:
-        (last_id,) = decode_cursor(after, str)
-        query = query.where(t.id > str(last_id))
-    query = query.order_by(t.id).limit(limit + 1)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    items = [GatewayOut.model_validate(dict(row)) for row in rows[:limit]]
-    cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    return Page[GatewayOut](items=items, next=cursor)
+    return await _page_by_id(engine, query, t.id, GatewayOut, limit=limit, after=after)
 
 
 @router.get(
@@ -104,15 +96,7 @@ async def list_devices(
         query = query.where(t.kind == kind)
     if location is not None:
         query = query.where(within(t.location, location))
-    if after is not None:
-        (last_id,) = decode_cursor(after, str)
-        query = query.where(t.id > str(last_id))
-    query = query.order_by(t.id).limit(limit + 1)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    items = [DeviceOut.model_validate(dict(row)) for row in rows[:limit]]
-    cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
-    return Page[DeviceOut](items=items, next=cursor)
+    return await _page_by_id(engine, query, t.id, DeviceOut, limit=limit, after=after)
 
 
 @router.get(
@@ -165,3 +149,27 @@ async def list_dead_letters(
     items = [DeadLetterSummary.model_validate(dict(row)) for row in rows[:limit]]
     cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
     return Page[DeadLetterSummary](items=items, next=cursor)
+
+
+_Row = TypeVar("_Row", GatewayOut, DeviceOut)
+
+
+async def _page_by_id(
+    engine: AsyncEngine,
+    query: Select[Any],
+    id_column: ColumnElement[str],
+    model: type[_Row],
+    *,
+    limit: int,
+    after: str | None,
+) -> Page[_Row]:
+    """One page of `query`'s rows in id order, after the cursor `after` (the last id shown)."""
+    if after is not None:
+        (last_id,) = decode_cursor(after, str)
+        query = query.where(id_column > str(last_id))
+    query = query.order_by(id_column).limit(limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    items = [model.model_validate(dict(row)) for row in rows[:limit]]
+    cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    return Page[model](items=items, next=cursor)  # type: ignore[valid-type]
