@@ -14,8 +14,8 @@ parses every message first (no I/O), then, in **one transaction** (group commit)
   `ingested_batches` row is inserted with `ON CONFLICT DO NOTHING`, so two processes racing on
   one batch id store it once);
 - registers unknown gateways (unless `require_registration`) and devices on first sight;
-- inserts readings in bulk straight through the driver, inside the same transaction (SQLite
-  `executemany`, PostgreSQL `COPY`, of row tuples built in one pass), alarm events with
+- hands readings to the `TelemetrySink` inside the same transaction (by default the SQL
+  `readings` table, `cloud_ingest/telemetry/sink.py`), inserts alarm events with
   `ON CONFLICT (fingerprint, seq) DO NOTHING`, and folds the new events into `alarm_instances`
   with `INSERT ... ON CONFLICT (fingerprint) DO UPDATE ... WHERE excluded.last_seq >
   alarm_instances.last_seq`, so an older event never overwrites a newer state;
@@ -39,9 +39,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import chain
 from operator import attrgetter
@@ -61,14 +61,13 @@ from cloud_ingest.infra.schema import (
     devices,
     gateways,
     ingested_batches,
-    readings,
 )
 from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, NoWorkOrders, WorkOrderService
+from cloud_ingest.telemetry.sink import SqlTelemetry, TelemetrySink
 from core.envelope_json import loads
 from core.errors import EnvelopeError, EnvelopeErrorCode
-from core.metrics import Metric, Quality
 from core.types import ENVELOPE_LIMITS, AlarmEvent, Envelope
 
 log = logging.getLogger(__name__)
@@ -78,20 +77,6 @@ _IN_CHUNK: Final = 500
 """Ids per `IN (...)` query, well under every driver's parameter limit."""
 _DETAIL_MAX: Final = 1024
 _STATUS_STATES: Final = frozenset({"online", "offline"})
-_READING_COLUMNS: Final = (
-    "gateway_id",
-    "device_id",
-    "metric",
-    "ts",
-    "value",
-    "value_bool",
-    "quality",
-    "codec",
-    "derived_from",
-)
-"""The columns of `readings` the service writes, in the order of its row tuples."""
-_METRIC_TEXT: Final = {m: m.value for m in Metric}
-_QUALITY_TEXT: Final = {q: q.value for q in Quality}
 _TS: Final = attrgetter("ts")
 _DEVICE_ID: Final = attrgetter("device_id")
 
@@ -194,6 +179,9 @@ class IngestService:
         max_future: how far after its reception a time may lie.
         max_past: how far before its reception a time may lie (the gateway's outbox may hold
             data through a long outage).
+        telemetry: where readings go (default: the `readings` table of `engine`). It writes
+            inside the batch's open transaction, before the batch is claimed for good, so a
+            failed write rolls the batch back and the broker redelivers it.
     """
 
     def __init__(
@@ -205,6 +193,7 @@ class IngestService:
         max_bytes: int = ENVELOPE_LIMITS.max_bytes,
         max_future: timedelta = timedelta(hours=1),
         max_past: timedelta = timedelta(days=30),
+        telemetry: TelemetrySink | None = None,
     ) -> None:
         self._engine = engine
         self._work_orders: WorkOrderService = work_orders or NoWorkOrders()
@@ -214,7 +203,7 @@ class IngestService:
         self.max_past = max_past
         self.counters = IngestCounters()
         self._dialect = engine.dialect.name
-        self._readings_sql = "" if self._dialect == "postgresql" else _insert_sql(engine)
+        self._telemetry: TelemetrySink = telemetry or SqlTelemetry(engine)
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         """Settle every message of `batch` in one transaction, or raise and settle none."""
@@ -522,20 +511,9 @@ class IngestService:
     async def _store_readings(
         self, conn: AsyncConnection, ups: list[_Up], outcome: _Outcome
     ) -> None:
-        """Insert the readings through the driver, in the connection's open transaction.
-
-        The rows are what `readings.insert()` would bind, built here in one pass: times in UTC
-        (on SQLite as the dialect's naive UTC text), booleans also as 0.0/1.0 in `value`.
-        """
-        postgres = self._dialect == "postgresql"
-        rows = _reading_rows(ups, _utc if postgres else _sqlite_utc_text)
-        if not rows:
-            return
-        if postgres:
-            await _copy_readings(conn, rows)
-        else:
-            await conn.exec_driver_sql(self._readings_sql, rows)
-        outcome.readings += len(rows)
+        """Hand the readings of the claimed envelopes to the telemetry sink, in the transaction."""
+        if any(up.envelope.readings for up in ups):
+            outcome.readings += await self._telemetry.write(conn, [up.envelope for up in ups])
 
     async def _store_alarm_events(
         self, conn: AsyncConnection, ups: list[_Up], outcome: _Outcome
@@ -698,77 +676,6 @@ def _device_ids(envelope: Envelope) -> tuple[str, ...]:
     """The envelope's device ids (readings, then alarm events), each once, first seen first."""
     found = chain(map(_DEVICE_ID, envelope.readings), map(_DEVICE_ID, envelope.alarm_events))
     return tuple(dict.fromkeys(found))
-
-
-def _utc(when: datetime) -> datetime:
-    """`when` as an aware UTC time; a naive time is refused, as `UtcDateTime` refuses it."""
-    if when.tzinfo is UTC:
-        return when
-    if when.utcoffset() is None:
-        raise ValueError(f"naive datetime {when!r}: times are stored in UTC")
-    return when.astimezone(UTC)
-
-
-def _sqlite_utc_text(when: datetime) -> str:
-    """`when` as SQLAlchemy's SQLite `DATETIME` stores it: `YYYY-MM-DD HH:MM:SS.ffffff`, in UTC."""
-    if when.tzinfo is not UTC:
-        when = _utc(when)
-    return when.isoformat(" ", "microseconds")[:-6]  # drop "+00:00"
-
-
-def _reading_rows(
-    ups: Iterable[_Up], time_param: Callable[[datetime], object]
-) -> list[tuple[object, ...]]:
-    """The readings of `ups` as `_READING_COLUMNS` tuples, with times converted by `time_param`."""
-    metric_text, quality_text = _METRIC_TEXT, _QUALITY_TEXT
-    rows: list[tuple[object, ...]] = []
-    append = rows.append
-    for up in ups:
-        gw = up.envelope.gateway_id
-        for r in up.envelope.readings:
-            value = r.value
-            derived = r.derived_from
-            append(
-                (
-                    gw,
-                    r.device_id,
-                    metric_text[r.metric],
-                    time_param(r.ts),
-                    float(value),
-                    value if value.__class__ is bool else None,
-                    quality_text[r.quality],
-                    r.codec_id,
-                    None if derived is None else metric_text[derived],
-                )
-            )
-    return rows
-
-
-def _insert_sql(engine: AsyncEngine) -> str:
-    """The dialect's positional `INSERT INTO readings (...) VALUES (...)` of `_READING_COLUMNS`."""
-    compiled = readings.insert().compile(dialect=engine.dialect, column_keys=list(_READING_COLUMNS))
-    if tuple(compiled.positiontup or ()) != _READING_COLUMNS:
-        raise RuntimeError(f"unexpected readings insert {compiled.string!r}")
-    return compiled.string
-
-
-async def _copy_readings(conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
-    """`COPY` the rows into `readings` on the asyncpg connection, inside its open transaction."""
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if not driver.is_in_transaction():
-        # Never outside the batch's transaction: that would make the rows independent of it.
-        raise RuntimeError("readings COPY outside the batch's transaction")
-    try:
-        await driver.copy_records_to_table(
-            readings.name, records=rows, columns=_READING_COLUMNS, schema_name=readings.schema
-        )
-    except BaseException:
-        # The error bypassed SQLAlchemy, which would have discarded a connection the server
-        # dropped: discard it here (the transaction is lost either way), so the pool never
-        # hands out a broken connection.
-        await conn.invalidate()
-        raise
 
 
 def _hint(event: AlarmEvent) -> Mapping[str, str] | None:
