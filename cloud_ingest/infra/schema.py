@@ -57,7 +57,11 @@ gateways: Final = Table(
     Column("password_hash", String(256), nullable=True),
     Column("token_hash", String(256), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("offline_since", UtcDateTime(), nullable=True),
+    Column("online_since", UtcDateTime(), nullable=True),
 )
+"""`status` is online, offline or unknown; `offline_since` is when the latest outage began and is kept
+after it ends (with `online_since`), so events the gateway replays from that outage can be told."""
 
 devices: Final = Table(
     "devices",
@@ -69,7 +73,25 @@ devices: Final = Table(
     Column("labels", JSON(), nullable=False),
     Column("first_seen", UtcDateTime(), nullable=False),
     Column("last_seen", UtcDateTime(), nullable=False),
+    Column("plan_x", Float(), nullable=True),
+    Column("plan_y", Float(), nullable=True),
 )
+"""`plan_x`/`plan_y` place the device on the plan of its compound (the site's `plan` coordinates)."""
+
+sites: Final = Table(
+    "sites",
+    metadata,
+    Column("path", String(1024), primary_key=True),
+    Column("parent", String(1024), nullable=True, index=True),
+    Column("level", String(16), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("plan", JSON(none_as_null=True), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""The site tree (district / street / community / grid / compound / building / unit): `path` is the
+"/"-joined segments from the district down, `parent` the path one level up, `name` what people call
+it, `company` the property company that manages it, `plan` its shape on its parent's plan."""
 
 ingested_batches: Final = Table(
     "ingested_batches",
@@ -145,6 +167,7 @@ alarm_instances: Final = Table(
     Column("last_seq", BigInteger(), nullable=False),
     Column("valid_until", UtcDateTime(), nullable=True),
     Column("stale", Boolean(), nullable=False, server_default=false()),
+    Column("inhibited_by", String(1024), nullable=True),
     Column("work_order", JSON(none_as_null=True), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
