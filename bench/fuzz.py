@@ -63,6 +63,7 @@ COLUMNS: Final = (
     "bad_errors",
     "frames_lost",
     "chunking_dependent",
+    "differs",
 )
 
 
@@ -77,6 +78,7 @@ class Tally:
     bad_errors: int = 0
     frames_lost: int = 0
     chunking_dependent: int = 0
+    differs: int = 0
     cpu_s: float = 0.0
     first: dict[str, int] = field(default_factory=dict)
     """Lowest case index of every distinct failure signature."""
@@ -94,6 +96,8 @@ class Tally:
             self.nonfinite += 1
         elif outcome.kind == "bad_error":
             self.bad_errors += 1
+        elif outcome.kind == "differs":
+            self.differs += 1
         elif outcome.kind == "lost":
             self.frames_lost += outcome.frames_lost
             self.chunking_dependent += outcome.chunking_dependent
@@ -280,12 +284,12 @@ def findings(tallies: dict[str, Tally], seed: int, workers: int) -> list[Finding
 def table(tallies: dict[str, Tally]) -> str:
     """The per-family table."""
     width = max(len("family"), *map(len, tallies))
-    head = f"{'family':<{width}}  {'cases':>7}  {'crashes':>7}  {'hangs':>5}  {'non-finite':>10}  {'bad errors':>10}  {'frames lost':>11}  {'chunking':>8}  {'cases/s':>8}"
+    head = f"{'family':<{width}}  {'cases':>7}  {'crashes':>7}  {'hangs':>5}  {'non-finite':>10}  {'bad errors':>10}  {'frames lost':>11}  {'chunking':>8}  {'differs':>7}  {'cases/s':>8}"
     lines = [head, "-" * len(head)]
     for family, t in tallies.items():
         rate = t.cases / t.cpu_s if t.cpu_s else 0.0
         lines.append(
-            f"{family:<{width}}  {t.cases:>7}  {t.crashes:>7}  {t.hangs:>5}  {t.nonfinite:>10}  {t.bad_errors:>10}  {t.frames_lost:>11}  {t.chunking_dependent:>8}  {rate:>8,.0f}"
+            f"{family:<{width}}  {t.cases:>7}  {t.crashes:>7}  {t.hangs:>5}  {t.nonfinite:>10}  {t.bad_errors:>10}  {t.frames_lost:>11}  {t.chunking_dependent:>8}  {t.differs:>7}  {rate:>8,.0f}"
         )
     return "\n".join(lines)
 

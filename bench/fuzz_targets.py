@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from bench import fuzz_mutations as mut
 from core.envelope_json import dumps as envelope_dumps
 from core.envelope_json import loads as envelope_loads
+from core.envelope_json import reference_loads as envelope_reference_loads
 from core.metrics import Metric, Quality
 from core.types import (
     AlarmEvent,
@@ -116,7 +117,8 @@ class Outcome:
 
     `kind` is `ok`, `expected` (an accepted error with a reason), `crash` (anything else escaped),
     `bad_error` (an accepted type without a reason or location), `nonfinite` (NaN/inf in the
-    result) or `lost` (a framer lost intact frames or depended on chunking).
+    result), `lost` (a framer lost intact frames or depended on chunking) or `differs` (a fast
+    path answered otherwise than its reference).
     """
 
     kind: str
@@ -286,14 +288,37 @@ def check_codec(codec_id: str, case: CodecCase) -> Outcome:
 
 
 def check_envelope(case: BytesCase) -> Outcome:
-    """Parse an envelope; only `EnvelopeError` may escape and every value must be finite."""
+    """Parse an envelope; only `EnvelopeError` may escape and every value must be finite.
+
+    `loads` (orjson and the fast reading path) must also agree with `reference_loads` (the
+    standard library's parser and the field readers): the same envelope, or the same error.
+    """
     try:
         envelope = envelope_loads(case.data)
     except accepted("envelope") as err:
-        return _expected(err, "envelope")
+        differs = _differs_from_reference(case.data, err)
+        return differs or _expected(err, "envelope")
     except Exception as err:  # noqa: BLE001
         return _crash(err)
-    return _result(envelope)
+    return _differs_from_reference(case.data, envelope) or _result(envelope)
+
+
+def _differs_from_reference(data: bytes, got: object) -> Outcome | None:
+    """A `differs` outcome when the reference reader's answer is not `got`."""
+    try:
+        want: object = envelope_reference_loads(data)
+    except accepted("envelope") as err:
+        want = err
+    except Exception as err:  # noqa: BLE001
+        return _crash(err)
+    if isinstance(got, BaseException) and isinstance(want, BaseException):
+        same = (str(got), getattr(got, "code", None)) == (str(want), getattr(want, "code", None))
+    else:
+        same = got == want
+    if same:
+        return None
+    detail = f"loads gave {str(got)[:150]!r}, the reference {str(want)[:150]!r}"
+    return Outcome("differs", "differs from the reference reader", detail=detail)
 
 
 @cache

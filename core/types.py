@@ -97,6 +97,39 @@ class Reading:
     """The metric this reading was derived from on the gateway (`core.derived`), if any."""
 
 
+_READING_SLOTS: Final = tuple(
+    Reading.__dict__[name].__set__
+    for name in ("device_id", "metric", "value", "ts", "quality", "codec_id", "derived_from")
+)
+
+
+def new_reading(  # noqa: PLR0917 - one argument per field, as the constructor
+    device_id: str,
+    metric: Metric,
+    value: float | bool,  # noqa: FBT001 - a reading's value may be a boolean
+    ts: datetime,
+    quality: Quality,
+    codec_id: str,
+    derived_from: Metric | None = None,
+) -> Reading:
+    """The `Reading` the constructor would build, about three times faster.
+
+    A frozen dataclass sets each field through `object.__setattr__`; this sets the slots
+    directly. For the parsers that build readings by the hundred thousand per second; the
+    result compares, hashes and prints as the constructor's.
+    """
+    reading: Reading = object.__new__(Reading)
+    s_device, s_metric, s_value, s_ts, s_quality, s_codec, s_derived = _READING_SLOTS
+    s_device(reading, device_id)
+    s_metric(reading, metric)
+    s_value(reading, value)
+    s_ts(reading, ts)
+    s_quality(reading, quality)
+    s_codec(reading, codec_id)
+    s_derived(reading, derived_from)
+    return reading
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeResult:
     """What a codec made of one frame: readings, warnings and non-metric attributes.

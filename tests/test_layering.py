@@ -27,7 +27,8 @@ MAY_IMPORT: Final[dict[str, frozenset[str]]] = {
     "cloud_ingest": frozenset({"core", "rules"}),
     "simulators": frozenset({"core", "firmware_adapters"}),
 }
-CORE_THIRD_PARTY: Final = frozenset({"yaml"})
+CORE_THIRD_PARTY: Final = frozenset({"yaml", "orjson"})
+"""PyYAML for the one YAML loader; orjson for the envelope reader (both sides of the uplink have it)."""
 
 
 def _modules(package: str) -> Iterator[Path]:

@@ -470,11 +470,60 @@ def _strings(envelope: Envelope) -> list[str]:
 
 
 def _outcome(data: bytes | str) -> Envelope | EnvelopeError:
-    """What `loads` made of `data`: an envelope or its refusal (anything else fails the test)."""
+    """What `loads` made of `data`: an envelope or its refusal (anything else fails the test).
+
+    It must be what the reference reader (`reference_loads`) makes of it too.
+    """
     try:
-        return envelope_json.loads(data)
+        got: Envelope | EnvelopeError = envelope_json.loads(data)
     except EnvelopeError as err:
-        return err
+        got = err
+    try:
+        want: Envelope | EnvelopeError = envelope_json.reference_loads(data)
+    except EnvelopeError as err:
+        want = err
+    if isinstance(got, EnvelopeError) and isinstance(want, EnvelopeError):
+        assert (str(got), got.code) == (str(want), want.code)
+    else:
+        assert got == want
+    return got
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (["readings", 1, "value"], str(2**64)),  # orjson alone would read a float
+        (["readings", 1, "value"], str(2**63)),
+        (["readings", 1, "value"], str(-(2**63) - 1)),
+        (["readings", 1, "value"], str(2**64 - 1)),
+        (["readings", 1, "value"], "0.1234567890123456789012"),
+        (["readings", 1, "value"], "21"),
+        (["readings", 1, "value"], "1.7976931348623157e308"),
+        (["readings", 1, "value"], "1.8e308"),
+        (["readings", 1, "value"], "-0.0"),
+        (["readings", 1, "value"], "true"),
+        (["readings", 1, "extension"], str(2**64)),
+        (["readings", 1, "device"], '"dev-\ud800"'),
+        (["readings", 1, "device"], '"d\u00e9v"'),
+        (["readings", 1, "device"], '"' + "d" * 257 + '"'),
+        (["readings", 1, "ts"], '"2026-11-22T08:30:00"'),
+        (["readings", 1, "ts"], '"0001-01-01T00:00:00+01:00"'),
+        (["readings", 1, "ts"], '"9999-12-31T23:59:59-01:00"'),
+        (["readings", 1, "metric"], '"no_such_metric"'),
+        (["readings", 1, "quality"], '"suspect"'),
+        (["readings", 1], '{"device": "d", "metric": "temperature_c", "value": 1.0}'),
+        (["alarm_events", 0, "seq"], str(2**64)),
+        (["alarm_events", 0, "evidence", "count"], str(2**64)),
+    ],
+)
+def test_the_fast_reader_answers_as_the_reference_reader(path: list[str | int], raw: str) -> None:
+    _outcome(_with_raw(path, raw))
+
+
+def test_the_fast_reader_handles_a_byte_order_mark_and_duplicate_keys_as_the_reference() -> None:
+    data = _with_raw(["readings", 1, "value"], "1.5")
+    _outcome(b"\xef\xbb\xbf" + data)
+    _outcome(data.replace(b'"value": 1.5', b'"value": 1.5, "value": 2.5'))
 
 
 @settings(
