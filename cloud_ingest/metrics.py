@@ -19,20 +19,23 @@ from prometheus_client.registry import Collector
 
 from cloud_ingest.ingest.consumer import ConsumerStats
 from cloud_ingest.ingest.counters import IngestCounters
+from cloud_ingest.telemetry.influx import InfluxCounters
 
 PREFIX = "steward_ingest"
 
 
 class IngestCollector(Collector):
-    """Reads the counters through the given callables at each scrape (either may return `None`)."""
+    """Reads the counters through the given callables at each scrape (any may return `None`)."""
 
     def __init__(
         self,
         counters: Callable[[], IngestCounters | None],
         consumer: Callable[[], ConsumerStats | None],
+        influx: Callable[[], InfluxCounters | None] | None = None,
     ) -> None:
         self._counters = counters
         self._consumer = consumer
+        self._influx = influx
 
     def collect(self) -> Iterator[Metric]:
         """The metrics now."""
@@ -42,6 +45,9 @@ class IngestCollector(Collector):
         stats = self._consumer()
         if stats is not None:
             yield from _consumer_metrics(stats)
+        influx = None if self._influx is None else self._influx()
+        if influx is not None:
+            yield from influx_metrics(influx)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -100,6 +106,23 @@ def _consumer_metrics(s: ConsumerStats) -> Iterator[Metric]:
         f"{PREFIX}_{prefix}_lag_seconds",
         "Age of the oldest unacknowledged message.",
         value=s.lag_s,
+    )
+
+
+def influx_metrics(c: InfluxCounters) -> Iterator[Metric]:
+    """The Influx telemetry sink's counters (`steward_ingest_influx_*`)."""
+    yield _counter("influx_points_written", "Points written to InfluxDB.", c.points_written)
+    yield _counter(
+        "influx_write_requests", "InfluxDB write requests that succeeded.", c.write_requests
+    )
+    yield _counter("influx_write_retries", "InfluxDB write requests retried.", c.write_retries)
+    yield _counter(
+        "influx_write_failures",
+        "InfluxDB writes given up on (batch rolled back).",
+        c.write_failures,
+    )
+    yield _counter(
+        "influx_write_seconds", "Time spent building and writing points.", c.write_seconds
     )
 
 

@@ -1,4 +1,8 @@
-"""`GET /api/v1/telemetry`: a device's metric from the SQL `readings` table, downsampled.
+"""`GET /api/v1/telemetry`: a device's metric from the telemetry store, downsampled.
+
+The buckets come from the app's `TelemetryReader` (`app.state.telemetry_reader`: the SQL
+`readings` table by default, InfluxDB or VictoriaMetrics when the Influx store is configured;
+see `cloud_ingest.telemetry.readers`). A store that does not answer is a `503` problem.
 
 The device is scoped as `GET /api/v1/devices/{id}` scopes it (company through its gateway, area
 through its location): a device outside the user's scope is `404`, as an unknown one. A bad
@@ -11,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,7 +23,8 @@ from cloud_ingest.auth.permissions import CurrentUser, database, require
 from cloud_ingest.auth.scope import visible
 from cloud_ingest.infra.schema import devices
 from cloud_ingest.registry.router import STAFF
-from cloud_ingest.telemetry.query import MAX_BUCKETS, WindowError, buckets, window
+from cloud_ingest.telemetry.query import MAX_BUCKETS, WindowError, window
+from cloud_ingest.telemetry.readers import SqlReader, TelemetryReader, TelemetryUnavailableError
 from cloud_ingest.telemetry.schemas import Point, Series
 from core.metrics import CATALOG, Metric, MetricKind
 
@@ -37,10 +42,12 @@ Engine = Annotated[AsyncEngine, Depends(database)]
     responses={
         400: {"description": f"Bad metric, from, to or step, or more than {MAX_BUCKETS} buckets"},
         404: {"description": "No such device in the user's scope"},
+        503: {"description": "The telemetry store did not answer"},
     },
 )
 async def telemetry(
     *,
+    request: Request,
     engine: Engine,
     user: CurrentUser,
     device: Annotated[str, Query(max_length=256, description="device id")],
@@ -73,7 +80,11 @@ async def telemetry(
     async with engine.connect() as conn:
         if (await conn.execute(scoped)).first() is None:
             raise HTTPException(404, f"no device {device!r}")
-        found = await buckets(conn, device, known.value, span)
+    reader: TelemetryReader | None = getattr(request.app.state, "telemetry_reader", None)
+    try:
+        found = await (reader or SqlReader(engine)).buckets(device, known, span)
+    except TelemetryUnavailableError as err:
+        raise HTTPException(503, f"the telemetry store did not answer: {err}") from None
     spec = CATALOG[known]
     boolean = spec.kind is MetricKind.BOOLEAN
     points = [
