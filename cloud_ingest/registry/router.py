@@ -1,5 +1,7 @@
 """`GET /api/v1/gateways[/{id}]`, `GET /api/v1/devices[/{id}]` and `GET /api/v1/dead-letters`.
 
+The router also holds the site tree (`registry.sites`) and the edits (`registry.edit`).
+
 Gateways are scoped by the user's company; devices by company (through their gateway) and area
 (their location path); dead letters, for supervisors and administrators only, by the company of
 the gateway their topic names. Lists page by keyset on the id (dead letters newest first).
@@ -9,28 +11,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_ingest.auth.models import Role
-from cloud_ingest.auth.permissions import CurrentUser, database, require
+from cloud_ingest.auth.permissions import CurrentUser, require
 from cloud_ingest.auth.scope import topic_of_company, visible, within
 from cloud_ingest.infra.schema import dead_letters, devices, gateways
 from cloud_ingest.paging import DEFAULT_LIMIT, After, Limit, Page, decode_cursor, encode_cursor
+from cloud_ingest.registry import roles
+from cloud_ingest.registry.edit import router as edit_router
+from cloud_ingest.registry.roles import SUPERVISORS, Engine
 from cloud_ingest.registry.schemas import DeadLetterSummary, DeviceOut, GatewayOut
+from cloud_ingest.registry.sites import router as sites_router
 
 router: Final = APIRouter()
-STAFF: Final = (Role.OPERATOR, Role.SUPERVISOR, Role.TECHNICIAN, Role.ADMIN)
-"""Who reads the registry."""
-SUPERVISORS: Final = (Role.SUPERVISOR, Role.ADMIN)
-"""Who reads the dead letters."""
+STAFF: Final = roles.STAFF
+"""Who reads the registry (also the telemetry)."""
 
 _GATEWAY: Final = [c for c in gateways.c if c.name in GatewayOut.model_fields]
 _DEVICE: Final = [c for c in devices.c if c.name in DeviceOut.model_fields]
 _DEAD_LETTER: Final = [c for c in dead_letters.c if c.name in DeadLetterSummary.model_fields]
-
-Engine = Annotated[AsyncEngine, Depends(database)]
 
 
 @router.get(
@@ -173,3 +174,7 @@ async def _page_by_id(
     items = [model.model_validate(dict(row)) for row in rows[:limit]]
     cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
     return Page[model](items=items, next=cursor)  # type: ignore[valid-type]
+
+
+router.include_router(sites_router)
+router.include_router(edit_router)

@@ -1,4 +1,4 @@
-"""The registry API's response models: gateways, devices and dead-letter summaries."""
+"""The registry API's models: gateways, devices, sites, dead-letter summaries and the edits."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ class DeviceOut(BaseModel):
     labels: dict[str, Any]
     first_seen: IsoTime
     last_seen: IsoTime
+    plan_x: float | None = None
+    plan_y: float | None = None
+    """Where the device is on its compound's plan (both or neither)."""
 
 
 class DeadLetterSummary(BaseModel):
@@ -43,3 +46,26 @@ class DeadLetterSummary(BaseModel):
     reason: str
     detail: str
     payload_size: int
+
+
+class SiteOut(BaseModel):
+    """A node of the site tree."""
+
+    path: str
+    """The "/"-joined segments from the district down."""
+    parent: str | None
+    """The path one level up; `null` for a district."""
+    level: str
+    """district, street, community, grid, compound, building or unit."""
+    name: str
+    company: str
+    """The property company managing it; empty for a shared level (district to grid)."""
+    plan: dict[str, Any] | None
+    """Its rectangle on the parent's plan (`x`, `y`, `w`, `h`), if placed."""
+    updated_at: IsoTime
+
+
+class SiteDetail(SiteOut):
+    """A node of the site tree and how many of its children the user sees."""
+
+    children: int
