@@ -51,6 +51,9 @@ async def list_alarms(
     user: CurrentUser,
     state: Annotated[AlarmState | None, Query(description="current state")] = None,
     severity: Annotated[Severity | None, Query(description="current severity")] = None,
+    stale: Annotated[
+        bool | None, Query(description="only stale (true) or only fresh (false) instances")
+    ] = None,
     location: Annotated[
         str | None, Query(max_length=1024, description="a site path: this place and below")
     ] = None,
@@ -64,6 +67,8 @@ async def list_alarms(
         query = query.where(t.state == state.value)
     if severity is not None:
         query = query.where(t.severity == severity.value)
+    if stale is not None:
+        query = query.where(t.stale.is_(stale))
     if location is not None:
         query = query.where(within(t.location, location))
     if after is not None:

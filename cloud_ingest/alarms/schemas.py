@@ -17,7 +17,11 @@ class AlarmSummary(BaseModel):
     state: str
     severity: str
     stale: bool
-    """FIRING, but its `valid_until` passed without a re-send."""
+    """Active (FIRING, NO_DATA, ...), but its `valid_until` (plus a grace) passed without a
+    re-send."""
+    inhibited_by: str | None
+    """The fingerprint of the alarm that inhibits it (a NO_DATA alarm of a device whose gateway
+    was offline: `gateway/<id>/offline`); an inhibited instance opens no work."""
     location: str
     device_id: str
     gateway_id: str

@@ -20,10 +20,22 @@ parses every message first (no I/O), then, in **one transaction** (group commit)
   with `INSERT ... ON CONFLICT (fingerprint) DO UPDATE ... WHERE excluded.last_seq >
   alarm_instances.last_seq`, so an older event never overwrites a newer state;
 - applies `/status` messages (`{"state": "online"|"offline", "gateway_id", "version", "at"}`)
-  to the gateway's status, version and last seen time.
+  to the gateway's status, version and last seen time;
+- keeps each gateway's latest outage (`cloud_ingest/alarms/outages.py`): an `offline` status
+  (its last will included) opens one, raising the gateway's offline alarm and inhibiting its
+  open NO_DATA instances; an `online` status ends it and resolves the alarm. A gateway that never
+  sent a status (HTTP intake, no last will) is declared offline by the alarm sweep when silent
+  (`cloud_ingest/alarms/sweep.py`); its next envelope ends that outage. Each transition is
+  decided on the gateway row inside the transaction, so N processes applying the same status
+  make one outage;
+- folds a NO_DATA event of a gateway whose outage lasts, or whose time falls inside its latest
+  outage (up to `inhibit_settle` after it ended: the gateway replays its outbox), with
+  `inhibited_by` set to the offline alarm's fingerprint; any other event clears `inhibited_by`
+  and `stale`.
 
 Only a storage failure raises; the transaction is then rolled back and nothing of the batch is
-kept. After the commit, the changed alarm instances go to the `WorkOrderService`.
+kept. After the commit, the changed alarm instances go to the `WorkOrderService`, except the
+inhibited ones, which open no work.
 
 `settle(batch)` does the same and says what became of each message (an `Outcome`: stored,
 duplicate, rejected with its reason, or ignored), for a transport that answers per message (the
@@ -52,6 +64,16 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud_ingest.alarms.outages import (
+    CHANGE_COLUMNS,
+    Outage,
+    OutageChanges,
+    change_of,
+    gateway_offline,
+    gateway_online,
+    offline_fingerprint,
+    outage_open,
+)
 from cloud_ingest.infra.db import WRITE_TRANSACTION
 from cloud_ingest.infra.schema import (
     DEAD_LETTER_PAYLOAD_MAX,
@@ -68,7 +90,7 @@ from cloud_ingest.ingest.work_orders import AlarmInstanceChange, NoWorkOrders, W
 from cloud_ingest.telemetry.sink import SqlTelemetry, TelemetrySink
 from core.envelope_json import loads
 from core.errors import EnvelopeError, EnvelopeErrorCode
-from core.types import ENVELOPE_LIMITS, AlarmEvent, Envelope
+from core.types import ENVELOPE_LIMITS, AlarmEvent, AlarmState, Envelope
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +101,8 @@ _DETAIL_MAX: Final = 1024
 _STATUS_STATES: Final = frozenset({"online", "offline"})
 _TS: Final = attrgetter("ts")
 _DEVICE_ID: Final = attrgetter("device_id")
+_TICK: Final = timedelta(milliseconds=1)
+"""Keeps an outage's end after its start when two status messages share a reception time."""
 
 
 class RejectReason(StrEnum):
@@ -182,6 +206,8 @@ class IngestService:
         telemetry: where readings go (default: the `readings` table of `engine`). It writes
             inside the batch's open transaction, before the batch is claimed for good, so a
             failed write rolls the batch back and the broker redelivers it.
+        inhibit_settle: how long after a gateway's outage ended a NO_DATA event of its devices
+            is still inhibited.
     """
 
     def __init__(
@@ -194,6 +220,7 @@ class IngestService:
         max_future: timedelta = timedelta(hours=1),
         max_past: timedelta = timedelta(days=30),
         telemetry: TelemetrySink | None = None,
+        inhibit_settle: timedelta = timedelta(seconds=120),
     ) -> None:
         self._engine = engine
         self._work_orders: WorkOrderService = work_orders or NoWorkOrders()
@@ -204,6 +231,12 @@ class IngestService:
         self.counters = IngestCounters()
         self._dialect = engine.dialect.name
         self._telemetry: TelemetrySink = telemetry or SqlTelemetry(engine)
+        self.inhibit_settle = inhibit_settle
+
+    @property
+    def work_orders(self) -> WorkOrderService:
+        """The service that receives the changed alarm instances."""
+        return self._work_orders
 
     async def __call__(self, batch: Sequence[Incoming]) -> None:
         """Settle every message of `batch` in one transaction, or raise and settle none."""
@@ -537,12 +570,45 @@ class IngestService:
         outcome.replayed_events += total - len(stored)
         if stored:
             new = [events[key] for key in stored]
-            outcome.changes.extend(await self._fold(conn, new))
+            inhibitors = await self._inhibitors(conn, new)
+            changes = await self._fold(conn, new, inhibitors)
+            outcome.changes.extend(c for c in changes if c.inhibited_by is None)
+
+    async def _inhibitors(
+        self, conn: AsyncConnection, new: Sequence[tuple[_Up, AlarmEvent]]
+    ) -> dict[tuple[str, int], str]:
+        """The NO_DATA events an outage of their gateway inhibits, with the inhibiting alarm."""
+        no_data = [(up, e) for up, e in new if e.state is AlarmState.NO_DATA]
+        if not no_data:
+            return {}
+        g = gateways.c
+        outages: dict[str, Outage] = {}
+        for chunk in _chunks(sorted({up.envelope.gateway_id for up, _ in no_data})):
+            query = select(g.id, g.offline_since, g.online_since).where(
+                g.id.in_(chunk), g.offline_since.is_not(None)
+            )
+            for row in await conn.execute(query):
+                outages[row.id] = Outage(row.offline_since, row.online_since)
+        inhibitors: dict[tuple[str, int], str] = {}
+        for up, event in no_data:
+            outage = outages.get(up.envelope.gateway_id)
+            if outage is not None and outage.inhibits(event.at, self.inhibit_settle):
+                inhibitors[event.fingerprint, event.seq] = offline_fingerprint(
+                    up.envelope.gateway_id
+                )
+        return inhibitors
 
     async def _fold(
-        self, conn: AsyncConnection, new: Sequence[tuple[_Up, AlarmEvent]]
+        self,
+        conn: AsyncConnection,
+        new: Sequence[tuple[_Up, AlarmEvent]],
+        inhibitors: Mapping[tuple[str, int], str],
     ) -> list[AlarmInstanceChange]:
-        """Fold new events into their instances: the highest `seq` wins, never an older one."""
+        """Fold new events into their instances: the highest `seq` wins, never an older one.
+
+        The instance takes `inhibited_by` from its newest event (`None` clears it) and is no
+        longer `stale`.
+        """
         latest: dict[str, tuple[_Up, AlarmEvent]] = {}
         first_at: dict[str, datetime] = {}
         for up, event in new:
@@ -551,7 +617,10 @@ class IngestService:
             if held is None or event.seq > held[1].seq:
                 latest[fp] = (up, event)
             first_at[fp] = min(first_at.get(fp, event.at), event.at)
-        rows = [_instance_row(up, event, first_at[fp]) for fp, (up, event) in latest.items()]
+        rows = [
+            _instance_row(up, event, first_at[fp], inhibitors.get((fp, event.seq)))
+            for fp, (up, event) in latest.items()
+        ]
         insert = self._insert(alarm_instances)
         excluded = insert.excluded
         keep = {"fingerprint", "first_event_at"}
@@ -559,11 +628,8 @@ class IngestService:
             index_elements=["fingerprint"],
             set_={c.name: excluded[c.name] for c in alarm_instances.c if c.name not in keep},
             where=excluded.last_seq > alarm_instances.c.last_seq,
-        ).returning(*_CHANGE_COLUMNS)
-        return [
-            AlarmInstanceChange(**{c.name: row[i] for i, c in enumerate(_CHANGE_COLUMNS)})
-            for row in await conn.execute(stmt, rows)
-        ]
+        ).returning(*CHANGE_COLUMNS)
+        return [change_of(row) for row in await conn.execute(stmt, rows)]
 
     async def _apply_statuses(
         self,
@@ -573,15 +639,7 @@ class IngestService:
         outcome: _Outcome,
     ) -> None:
         for status in statuses:
-            values: dict[str, Any] = {
-                "status": status.state,
-                "last_seen": status.message.received_at,
-            }
-            if status.version is not None:
-                values["version"] = status.version
-            await conn.execute(
-                update(gateways).where(gateways.c.id == status.gateway_id).values(**values)
-            )
+            await self._apply_status(conn, status, outcome)
             outcome.status_updates += 1
         heard: dict[str, datetime] = {}
         for up in ups:
@@ -589,6 +647,80 @@ class IngestService:
             heard[gw] = max(heard.get(gw, at), at)
         for gw, at in heard.items():
             await conn.execute(update(gateways).where(gateways.c.id == gw).values(last_seen=at))
+        if heard:
+            await self._end_silent_outages(conn, sorted(heard), outcome)
+
+    @staticmethod
+    async def _apply_status(conn: AsyncConnection, status: _Status, outcome: _Outcome) -> None:
+        """Record the status; open or end the gateway's outage when the state changes it.
+
+        The UPDATE locks the gateway row until the commit, so of N processes applying the same
+        status only the first opens (or ends) the outage.
+        """
+        g = gateways.c
+        at = status.message.received_at
+        values: dict[str, Any] = {"status": status.state, "last_seen": at}
+        if status.version is not None:
+            values["version"] = status.version
+        stmt = (
+            update(gateways)
+            .where(g.id == status.gateway_id)
+            .values(**values)
+            .returning(g.site, g.offline_since, g.online_since)
+        )
+        row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            return
+        outage = Outage(row.offline_since, row.online_since)
+        gw = status.gateway_id
+        this_gateway = update(gateways).where(g.id == gw)
+        if status.state == "offline" and not outage.open:
+            since = at if outage.online_since is None else max(at, outage.online_since + _TICK)
+            await conn.execute(this_gateway.values(offline_since=since))
+            changed = await gateway_offline(conn, gw, site=row.site, since=since, source="status")
+            _merge(outcome.changes, changed)
+        elif status.state == "online" and outage.open and outage.offline_since is not None:
+            began = outage.offline_since
+            since = max(at, began + _TICK)
+            await conn.execute(this_gateway.values(online_since=since))
+            changed = await gateway_online(
+                conn, gw, site=row.site, offline_since=began, online_since=since, source="status"
+            )
+            _merge(outcome.changes, changed)
+
+    @staticmethod
+    async def _end_silent_outages(
+        conn: AsyncConnection, heard: Sequence[str], outcome: _Outcome
+    ) -> None:
+        """End the outages the sweep opened for silent gateways that are heard again.
+
+        Only a gateway that never sent a status (`unknown`: no last will) is ended this way; a
+        gateway with a status is online again by its `online` status alone, so an envelope
+        settled late cannot end an outage its last will began.
+        """
+        g = gateways.c
+        for chunk in _chunks(heard):
+            stmt = (
+                update(gateways)
+                .where(
+                    g.id.in_(chunk),
+                    g.status == "unknown",
+                    outage_open(),
+                    g.last_seen > g.offline_since,
+                )
+                .values(online_since=g.last_seen)
+                .returning(g.id, g.site, g.offline_since, g.online_since)
+            )
+            for row in (await conn.execute(stmt)).all():
+                changed = await gateway_online(
+                    conn,
+                    row.id,
+                    site=row.site,
+                    offline_since=row.offline_since,
+                    online_since=row.online_since,
+                    source="heard",
+                )
+                _merge(outcome.changes, changed)
 
     @staticmethod
     async def _store_dead_letters(conn: AsyncConnection, rejected: Iterable[_Rejected]) -> None:
@@ -607,22 +739,14 @@ class IngestService:
             await conn.execute(dead_letters.insert(), rows)
 
 
-_CHANGE_COLUMNS: Final = tuple(
-    alarm_instances.c[name]
-    for name in (
-        "fingerprint",
-        "gateway_id",
-        "device_id",
-        "rule_id",
-        "location",
-        "state",
-        "severity",
-        "last_seq",
-        "last_event_at",
-        "valid_until",
-        "work_order",
-    )
-)
+def _merge(changes: list[AlarmInstanceChange], outage: OutageChanges) -> None:
+    """Apply an outage's changes to a batch's: drop what it inhibits, keep one per fingerprint."""
+    drop = set(outage.inhibited)
+    if outage.offline_alarm is not None:
+        drop.add(outage.offline_alarm.fingerprint)
+    changes[:] = [c for c in changes if c.fingerprint not in drop]
+    if outage.offline_alarm is not None:
+        changes.append(outage.offline_alarm)
 
 
 @dataclass(slots=True)
@@ -710,7 +834,9 @@ def _event_row(up: _Up, event: AlarmEvent) -> dict[str, Any]:
     }
 
 
-def _instance_row(up: _Up, event: AlarmEvent, first_at: datetime) -> dict[str, Any]:
+def _instance_row(
+    up: _Up, event: AlarmEvent, first_at: datetime, inhibited_by: str | None = None
+) -> dict[str, Any]:
     return {
         "fingerprint": event.fingerprint,
         "gateway_id": up.envelope.gateway_id,
@@ -726,6 +852,7 @@ def _instance_row(up: _Up, event: AlarmEvent, first_at: datetime) -> dict[str, A
         "last_seq": event.seq,
         "valid_until": event.valid_until,
         "stale": False,
+        "inhibited_by": inhibited_by,
         "work_order": _hint(event),
         "updated_at": up.message.received_at,
     }

@@ -24,14 +24,21 @@ class AlarmInstanceChange:
     valid_until: datetime | None
     work_order: Mapping[str, object] | None
     """The rule's work-order hint (`category`, `priority`), if it asks for one."""
+    stale: bool = False
+    """Active, but its `valid_until` (plus a grace) passed without a re-send."""
+    inhibited_by: str | None = None
+    """The fingerprint of the alarm that inhibits it (never set on a change handed on: an
+    inhibited instance opens no work)."""
 
 
 class WorkOrderService(Protocol):
     """Receives the alarm instances that changed, after their batch committed.
 
-    Called once per committed batch that changed at least one instance, with each changed
-    instance once. It is called after the commit, so a failure here cannot undo the batch; an
-    implementation must be idempotent per (fingerprint, last_seq) and keep its own durability.
+    Called once per committed batch (or alarm sweep) that changed at least one instance, with
+    each changed instance once. An inhibited instance is never handed on; one that went stale
+    comes with `stale` set (its `last_seq` unchanged). It is called after the commit, so a
+    failure here cannot undo the batch; an implementation must be idempotent per
+    (fingerprint, last_seq, stale) and keep its own durability.
     """
 
     async def alarm_instances_changed(self, changes: Sequence[AlarmInstanceChange]) -> None:
