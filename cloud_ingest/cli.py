@@ -2,7 +2,9 @@
 
 `serve` runs the ingest server (HTTP, and the MQTT consumer with `--mqtt`); `db upgrade` migrates
 the database to the newest revision; `gateways add|list|passwd|acl` manage the gateways' identities
-and write the broker's password and ACL files; `users add` issues API users their tokens; `validate` checks uplink envelopes as the ingest will.
+and write the broker's password and ACL files; `users add` issues API users their tokens;
+`sites import` and `devices import` load the registry from CSV files; `validate` checks uplink
+envelopes as the ingest will.
 """
 
 from __future__ import annotations
@@ -348,6 +350,60 @@ def _add_user_parsers(
     add.add_argument("--rotate", action="store_true", help="replace an existing user's token")
 
 
+def _registry_import(args: argparse.Namespace) -> int:
+    """Run `sites import` or `devices import`; every bad row is one line on stderr."""
+    from cloud_ingest.registry import cli as commands  # noqa: PLC0415 - only imports need it
+
+    def run(settings: Settings) -> None:
+        if args.command == "sites":
+            commands.sites_import(settings, args.file, dry_run=args.dry_run)
+        else:
+            commands.devices_import(settings, args.file, dry_run=args.dry_run)
+
+    return _admin(f"{args.command} import", args, run)
+
+
+def _add_registry_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: argparse.ArgumentParser
+) -> None:
+    texts = {
+        "sites": (
+            "the site tree: district / street / community / grid / compound / building / unit",
+            (
+                "Import sites from a CSV file with the columns path,level,name[,company]"
+                "[,plan_x,plan_y,plan_w,plan_h]. path is the '/'-joined segments from the "
+                "district down and level must be the level of its depth; a parent must be in the "
+                "file or already stored; an empty company takes the parent's. Known sites are "
+                "updated."
+            ),
+        ),
+        "devices": (
+            "devices: kind, location, labels and plan position",
+            (
+                "Import devices from a CSV file with the columns id,gateway,kind,location"
+                "[,labels][,plan_x,plan_y]. labels are key=value;key=value; the gateway must be "
+                "stored and a known device must belong to it. Known devices are updated; a column "
+                "left out keeps what they have."
+            ),
+        ),
+    }
+    for name, (summary, description) in texts.items():
+        group = sub.add_parser(name, help=summary)
+        group.set_defaults(usage=group.print_help)
+        commands = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+        command = commands.add_parser(
+            "import",
+            parents=[settings],
+            help=f"import {name} from a CSV file (all rows or none)",
+            description=description + " Every bad row is reported as FILE:LINE: reason and "
+            "then nothing is imported; otherwise all rows are written in one transaction.",
+        )
+        command.add_argument("file", metavar="FILE", help="the CSV file (UTF-8, header line)")
+        command.add_argument(
+            "--dry-run", action="store_true", help="check the file against the database only"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -388,6 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_gateway_parsers(sub, settings)
     _add_user_parsers(sub, settings)
+    _add_registry_parsers(sub, settings)
     return parser
 
 
@@ -401,10 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "db" and args.db_command == "upgrade":
         return _db_upgrade(args)
-    if args.command == "gateways" and args.gateways_command:
-        return _gateways(args)
-    if args.command == "users" and args.users_command:
-        return _users(args)
+    admin = {
+        "gateways": _gateways,
+        "users": _users,
+        "sites": _registry_import,
+        "devices": _registry_import,
+    }
+    if args.command in admin and getattr(args, f"{args.command}_command", None):
+        return admin[args.command](args)
     getattr(args, "usage", parser.print_help)(sys.stderr)
     return 2
 

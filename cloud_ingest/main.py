@@ -18,8 +18,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
 
 from cloud_ingest import migrations
+from cloud_ingest.alarms.sweep import AlarmSweep, SweepSettings
 from cloud_ingest.api import api_router
 from cloud_ingest.infra.config import Settings
 from cloud_ingest.infra.db import create_engine
@@ -36,11 +38,24 @@ from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
 from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.metrics import IngestCollector, registry_for, render
-from cloud_ingest.problems import problem
+from cloud_ingest.problems import Implied, document_problems, problem
+from cloud_ingest.telemetry.store import TelemetryStore, open_store
 
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_READINESS: Final = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "description": "`ok` or `failed: <why>` per dependency (`database`, `influx`, `broker`)",
+            "additionalProperties": {"type": "string"},
+        },
+    },
+}
 
 
 @asynccontextmanager
@@ -50,24 +65,55 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         if settings.runs_migrations:
             await migrations.upgrade(engine)
-        ingest = IngestService(
-            engine,
-            require_registration=settings.require_registration,
-            max_future=settings.max_future,
-            max_past=settings.max_past,
-        )
-        consumer = None
-        if settings.mqtt_url is not None:
-            consumer = MqttConsumer(settings.consumer_settings(), ingest)
-            await consumer.start()
-        app.state.engine, app.state.ingest, app.state.consumer = engine, ingest, consumer
+        store = open_store(settings, engine)
         try:
-            yield
+            ingest = IngestService(
+                engine,
+                require_registration=settings.require_registration,
+                max_future=settings.max_future,
+                max_past=settings.max_past,
+                telemetry=store.sink,
+                inhibit_settle=timedelta(seconds=settings.inhibit_settle_s),
+            )
+            consumer = None
+            if settings.mqtt_url is not None:
+                consumer = MqttConsumer(settings.consumer_settings(), ingest)
+                await consumer.start()
+            sweep = _alarm_sweep(settings, engine, ingest)
+            app.state.engine, app.state.ingest, app.state.consumer = engine, ingest, consumer
+            app.state.telemetry_store, app.state.telemetry_reader = store, store.reader
+            try:
+                yield
+            finally:
+                if consumer is not None:
+                    await consumer.stop()
+                if sweep is not None:
+                    await sweep.stop()
         finally:
-            if consumer is not None:
-                await consumer.stop()
+            await store.close()
     finally:
         await engine.dispose()
+
+
+def _alarm_sweep(
+    settings: Settings, engine: AsyncEngine, ingest: IngestService
+) -> AlarmSweep | None:
+    """The started alarm sweep (stale alarms, silent gateways), unless its interval is 0."""
+    if settings.alarm_sweep_interval_s <= 0:
+        return None
+    silent = settings.gateway_silent_after_s
+    sweep = AlarmSweep(
+        engine,
+        ingest.work_orders,
+        SweepSettings(
+            interval=timedelta(seconds=settings.alarm_sweep_interval_s),
+            stale_grace=timedelta(seconds=settings.stale_grace_s),
+            silent_after=timedelta(seconds=silent) if silent > 0 else None,
+            inhibit_settle=timedelta(seconds=settings.inhibit_settle_s),
+        ),
+    )
+    sweep.start()
+    return sweep
 
 
 async def _database_ready(engine: AsyncEngine, timeout_s: float) -> str | None:
@@ -80,6 +126,18 @@ async def _database_ready(engine: AsyncEngine, timeout_s: float) -> str | None:
     except Exception as err:  # noqa: BLE001 - any driver error means "not ready"
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
     return None
+
+
+async def _influx_ready(store: TelemetryStore, settings: Settings) -> str | None:
+    """`None` when the InfluxDB server answers `/ping` in time, else why not."""
+    try:
+        async with asyncio.timeout(settings.ready_timeout_s):
+            answered = await store.ping()
+    except TimeoutError:
+        return f"no answer within {settings.ready_timeout_s:g} s"
+    except Exception as err:  # noqa: BLE001 - any client error means "not ready"
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+    return None if answered else f"no answer from {settings.influx_url}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -95,6 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = None
     app.state.ingest = None
     app.state.consumer = None
+    app.state.telemetry_store = None
+    app.state.telemetry_reader = None
 
     def counters() -> IngestCounters | None:
         ingest: IngestService | None = app.state.ingest
@@ -116,7 +176,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/readyz",
         tags=["health"],
         summary="Readiness: the database answers and the consumer is subscribed at the broker",
-        responses={503: {"description": "A dependency is not ready; `checks` says which"}},
+        responses={
+            200: {"content": {"application/json": {"schema": _READINESS}}},
+            503: {
+                "description": "A dependency is not ready; `checks` says which",
+                "content": {"application/json": {"schema": _READINESS}},
+            },
+        },
     )
     async def readyz(request: Request) -> JSONResponse:
         engine: AsyncEngine | None = request.app.state.engine
@@ -129,6 +195,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         checks["database"] = "ok" if reason is None else f"failed: {reason}"
         failed |= reason is not None
+        if settings.telemetry_store == "influx":
+            store: TelemetryStore | None = request.app.state.telemetry_store
+            reason = "not started" if store is None else await _influx_ready(store, settings)
+            checks["influx"] = "ok" if reason is None else f"failed: {reason}"
+            failed |= reason is not None
         if settings.mqtt_url is not None:
             consumer: MqttConsumer | None = request.app.state.consumer
             if consumer is None or not consumer.connected:
@@ -155,7 +226,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+_IMPLIED_PROBLEMS: Final = Implied(
+    by_security={
+        "HTTPBearer": {
+            HTTPStatus.UNAUTHORIZED: "No valid user token",
+            HTTPStatus.FORBIDDEN: "The user's role may not do this",
+        },
+        "GatewayToken": {HTTPStatus.UNAUTHORIZED: "No valid gateway HTTP token"},
+    },
+    by_query={"after": {HTTPStatus.BAD_REQUEST: "`after` is not a cursor from this list"}},
+    by_body={HTTPStatus.BAD_REQUEST: "The body is not JSON"},
+)
+"""The error answers every route has by its token dependency, paging or a JSON body."""
+
+
 def _add_problem_handlers(app: FastAPI) -> None:
+    """Answer every error with a problem document, and document them so in the OpenAPI schema."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate(), _IMPLIED_PROBLEMS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # noqa: S101 - registered for this type only
         detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None

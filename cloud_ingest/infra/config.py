@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,9 +100,30 @@ class Settings(BaseSettings):
     """How far after its reception a reading's or event's time may lie."""
     max_past_s: Seconds = Field(default=30 * 86_400.0, ge=0)
     """How far before its reception a time may lie (a gateway's outbox holds data through outages)."""
+    alarm_sweep_interval_s: Seconds = Field(default=30.0, ge=0, le=3600)
+    """Time between two runs of the alarm sweep (stale alarms, silent gateways); 0: no sweep."""
+    stale_grace_s: Seconds = Field(default=60.0, ge=0)
+    """How long after its `valid_until` an active alarm without a re-send is marked stale."""
+    gateway_silent_after_s: Seconds = Field(default=300.0, ge=0)
+    """A gateway that never sent a status (HTTP intake, no last will) and was heard nothing from
+    for this long is offline; 0: never."""
+    inhibit_settle_s: Seconds = Field(default=120.0, ge=0)
+    """How long after a gateway's outage ended its devices' NO_DATA alarms are still inhibited."""
     ready_timeout_s: Seconds = Field(default=2.0, gt=0, le=60)
     """How long `/readyz` waits for the database to answer."""
     log_level: str = "info"
+    telemetry_store: Literal["sql", "influx"] = "sql"
+    """Where readings go: the database's `readings` table, or an InfluxDB v2 bucket."""
+    influx_url: str | None = None
+    """The InfluxDB v2 API (`http://host:8086`; VictoriaMetrics: `http://host:8428`)."""
+    influx_org: str = ""
+    """The InfluxDB organisation (VictoriaMetrics ignores it)."""
+    influx_bucket: str | None = None
+    influx_token: str | None = Field(default=None, repr=False)
+    """The API token; or `influx_token_file`, a file holding it."""
+    influx_token_file: Path | None = None
+    influx_query: Literal["flux", "promql"] = "flux"
+    """How `GET /api/v1/telemetry` reads the bucket: Flux (InfluxDB 2) or PromQL (VictoriaMetrics)."""
 
     @field_validator("database_url")
     @classmethod
@@ -124,6 +145,40 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"one of {', '.join(levels)}")
         return value.lower()
+
+    @field_validator("influx_url")
+    @classmethod
+    def _check_influx_url(cls, value: str | None) -> str | None:
+        if value in {None, ""}:
+            return None
+        scheme, _, rest = str(value).partition("://")
+        if scheme not in {"http", "https"} or not rest.strip("/"):
+            raise ValueError(f"not an http:// or https:// URL: {value!r}")
+        return str(value).rstrip("/")
+
+    @field_validator("influx_token_file")
+    @classmethod
+    def _check_influx_token_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_influx(self) -> Settings:
+        if self.telemetry_store != "influx":
+            return self
+        missing = [name for name in ("influx_url", "influx_bucket") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"telemetry_store 'influx' needs {' and '.join(missing)}")
+        if self.influx_token and self.influx_token_file is not None:
+            raise ValueError("set influx_token or influx_token_file, not both")
+        return self
+
+    def influx_token_value(self) -> str:
+        """The InfluxDB token: `influx_token`, or the stripped text of `influx_token_file`."""
+        if self.influx_token_file is not None:
+            return self.influx_token_file.read_text().strip()
+        return self.influx_token or ""
 
     @model_validator(mode="after")
     def _check_consumer(self) -> Settings:
