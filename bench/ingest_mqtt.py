@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paho.mqtt.client as mqtt
+from bench.ingest import READINGS_PER_ENVELOPE, reading_envelope
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest import READINGS_PER_ENVELOPE, reading_envelope  # bench/ingest.py, beside this file
 from cloud_ingest import migrations
 from cloud_ingest.auth.service import add_user
 from cloud_ingest.infra.db import create_engine
@@ -70,7 +69,7 @@ class Server:
 
     def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         """GET `path`; (status, body)."""
-        request = urllib.request.Request(f"http://{LOOPBACK}:{self.port}{path}")  # noqa: S310
+        request = urllib.request.Request(f"http://{LOOPBACK}:{self.port}{path}")
         if token is not None:
             request.add_header("Authorization", f"Bearer {token}")
         try:
@@ -124,7 +123,7 @@ def serving(db_url: str, mqtt_url: str, client_id: str, workdir: Path) -> Iterat
     try:
         wait_for_port(port, proc, 30, log)
         deadline = time.monotonic() + 30
-        while server.get("/readyz")[0] != 200:  # noqa: PLR2004
+        while server.get("/readyz")[0] != 200:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"server not ready: {log.read_text()[-2000:]}")
             time.sleep(0.05)
@@ -170,7 +169,7 @@ def envelopes(count: int) -> list[tuple[str, bytes]]:
 def relay_rate(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
     """Readings/s a plain QoS 1 subscriber receives of `payloads` through the broker."""
     done = threading.Event()
-    received = [0, 0.0]
+    received: list[float] = [0, 0.0]
 
     def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
         received[0] += 1
@@ -281,13 +280,13 @@ def latencies(mqtt_url: str, server: Server, token: str, probes: int) -> list[fl
         time.sleep(1.0)  # let the background load settle
         for n in range(probes):
             fingerprint, topic, payload = _probe_envelope(n)
-            info = client.publish(topic, payload, qos=1)
+            mid = client.publish(topic, payload, qos=1).mid
             with acked_event:
-                acked_event.wait_for(lambda: info.mid in acked, timeout=10)
-            puback = acked.pop(info.mid)
+                acked_event.wait_for(lambda m=mid: m in acked, timeout=10)  # type: ignore[misc]
+            puback = acked.pop(mid)
             path = f"/api/v1/alarms/{urllib.parse.quote(fingerprint, safe='/')}"
-            while server.get(path, token)[0] != 200:  # noqa: PLR2004
-                if time.perf_counter() - puback > 10:  # noqa: PLR2004
+            while server.get(path, token)[0] != 200:
+                if time.perf_counter() - puback > 10:
                     raise RuntimeError(f"alarm {fingerprint} not readable after 10 s")
                 time.sleep(0.002)
             out.append(time.perf_counter() - puback)
@@ -357,7 +356,7 @@ def run(count: int = 600, probes: int = 100) -> dict[str, float]:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 600
-    probes = int(sys.argv[2]) if len(sys.argv) > 2 else 100  # noqa: PLR2004
+    probes = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     print(json.dumps({"envelopes": count, "probes": probes}))
     for name, value in run(count, probes).items():
         print(f"{name:40} {value:14,.2f}")
