@@ -43,9 +43,9 @@ from typing import Final
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import paho.mqtt.client as mqtt
-from bench.ingest import READINGS_PER_ENVELOPE, reading_envelope
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.ingest import READINGS_PER_ENVELOPE, reading_envelope
 from cloud_ingest import migrations
 from cloud_ingest.auth.service import add_user
 from cloud_ingest.infra.db import create_engine
