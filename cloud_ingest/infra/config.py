@@ -15,6 +15,8 @@ environment and the defaults (pydantic-settings), for code that needs no file or
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -38,8 +40,20 @@ FLAGS: Final = {"database_url": "--db", "mqtt_url": "--mqtt", "host": "--host", 
 """The command-line flag of each field that has one."""
 _ASYNC_DRIVERS: Final = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
-Seconds = Annotated[float, BeforeValidator(seconds_if_duration)]
-"""A duration: a number of seconds or text such as `90s`, `1h`, `30d`."""
+
+def _seconds(value: object) -> object:
+    """Seconds as a number or as text (`0.5`, as an environment variable gives it), or `90s`."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+    return seconds_if_duration(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+"""A duration: a number of seconds (also as text, as environment variables give it) or text such
+as `90s`, `1h`, `30d`."""
 
 
 class SettingsError(ValueError):

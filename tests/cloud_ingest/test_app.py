@@ -230,3 +230,11 @@ async def test_errors_are_problem_documents(tmp_path: Path) -> None:
         assert "secret" not in failed.text
         schema = (await client.get("/openapi.json")).json()
         assert {"/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+
+
+def test_durations_from_the_environment_may_be_plain_seconds() -> None:
+    settings = load_settings(environ={"STEWARD_BATCH_WAIT_S": "0.005", "STEWARD_MAX_PAST_S": "2d"})
+    assert (settings.batch_wait_s, settings.max_past_s) == (0.005, 172_800.0)
+    for bad in ("inf", "nan", "-1", "soon"):
+        with pytest.raises(SettingsError, match="STEWARD_MAX_FUTURE_S"):
+            load_settings(environ={"STEWARD_MAX_FUTURE_S": bad})
