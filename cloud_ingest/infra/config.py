@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     mqtt_share_group: str = "ingest"
     batch_max: int = Field(default=500, ge=1, le=10_000)
     """At most this many messages per database transaction."""
-    batch_wait_s: Seconds = Field(default=0.05, ge=0, le=10)
+    batch_wait_s: Seconds = Field(default=0.005, ge=0, le=10)
     """A batch is written this long after its first message at the latest."""
     require_registration: bool = False
     """Refuse gateways not added by the administrator (else: registered on first sight)."""

@@ -199,3 +199,12 @@ users: Final = Table(
 )
 """People and programs that read the API: a `role`, the `company` whose rows they see, and an
 `area` (a site path prefix; empty: all of the company). Only the SHA-256 of the token is kept."""
+
+
+# --- work orders --------------------------------------------------------------------------------
+
+
+# --- notifications ------------------------------------------------------------------------------
+
+
+# --- live stream ---------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ class ConsumerSettings:
     """MQTT 5 receive maximum: at most this many QoS 1 messages unacknowledged at once."""
     batch_max: int = 500
     """At most this many messages per handler call."""
-    batch_wait_s: float = 0.05
+    batch_wait_s: float = 0.005
     """A batch is closed this long after its first message at the latest."""
     keepalive_s: int = 30
     reconnect_min_s: int = 1
