@@ -307,7 +307,9 @@ def broker() -> Mosquitto:
 
 def _latency_figures(out: dict[str, float], prefix: str, found: Sequence[float]) -> None:
     out[f"{prefix}_latency_p50_ms"] = statistics.median(found) * 1000
-    out[f"{prefix}_latency_p99_ms"] = statistics.quantiles(found, n=100, method="inclusive")[98] * 1000
+    out[f"{prefix}_latency_p99_ms"] = (
+        statistics.quantiles(found, n=100, method="inclusive")[98] * 1000
+    )
     out[f"{prefix}_latency_max_ms"] = max(found) * 1000
 
 
