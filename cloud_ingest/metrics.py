@@ -66,6 +66,11 @@ def _ingest_metrics(c: IngestCounters) -> Iterator[Metric]:
     yield _counter("alarm_instances_changed", "Alarm instances changed.", c.alarm_instances_changed)
     yield _counter("duplicates", "Envelopes whose batch id was already stored.", c.duplicates)
     yield _counter("status_updates", "Gateway status messages applied.", c.status_updates)
+    yield _counter(
+        "outdated_statuses",
+        "Gateway statuses older than the one applied (a returning process's backlog).",
+        c.outdated_statuses,
+    )
     yield _counter("storage_failures", "Batches that could not be stored.", c.storage_failures)
     rejections = CounterMetricFamily(
         f"{PREFIX}_rejections", "Messages rejected, by reason.", labels=["reason"]

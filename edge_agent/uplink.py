@@ -109,20 +109,30 @@ class Uplink:
         self._flushing = False
         self._idle = asyncio.Event()
         self._connected_once = False
+        self._connection_began = self._clock.now()
+        """When the current connection attempt began: the `session` of its will and statuses."""
 
     # --- payloads ------------------------------------------------------------------------------
 
     def _status(self, state: str) -> bytes:
+        """The retained status payload.
+
+        `session` is the same for a connection's `online` status and its last will (written
+        before the connection exists, so its `at` is not when it applies): a reader orders
+        statuses by (`session`, online before offline), not by arrival.
+        """
         doc = {
             "state": state,
             "gateway_id": self.gateway_id,
             "version": _version(),
             "at": self._clock.now().isoformat(),
+            "session": self._connection_began.isoformat(),
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
+        self._connection_began = self._clock.now()
         return aiomqtt.Client(
             s.host,
             s.port,

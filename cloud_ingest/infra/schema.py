@@ -59,9 +59,11 @@ gateways: Final = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("offline_since", UtcDateTime(), nullable=True),
     Column("online_since", UtcDateTime(), nullable=True),
+    Column("status_session", UtcDateTime(), nullable=True),
 )
 """`status` is online, offline or unknown; `offline_since` is when the latest outage began and is kept
-after it ends (with `online_since`), so events the gateway replays from that outage can be told."""
+after it ends (with `online_since`), so events the gateway replays from that outage can be told.
+`status_session` is the `session` of the status applied last: an older one is not applied again."""
 
 devices: Final = Table(
     "devices",

@@ -29,6 +29,8 @@ class IngestCounters:
     duplicates: int = 0
     """Envelopes whose batch id was already stored."""
     status_updates: int = 0
+    outdated_statuses: int = 0
+    """Statuses of an older connection of their gateway than the one applied (not applied)."""
     rejections: Counter[str] = field(default_factory=Counter)
     """Rejected messages by reason code."""
     storage_failures: int = 0

@@ -60,7 +60,7 @@ from operator import attrgetter
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -160,6 +160,9 @@ class _Status:
     gateway_id: str
     state: str
     version: str | None
+    session: datetime | None = None
+    """When the gateway's connection that sent it began (its will shares it); `None` from a
+    gateway that does not say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,7 @@ class _Outcome:
     replayed_events: int = 0
     duplicates: int = 0
     status_updates: int = 0
+    outdated_statuses: int = 0
     rejected: list[_Rejected] = field(default_factory=list)
     changes: list[AlarmInstanceChange] = field(default_factory=list)
     stored: set[int] = field(default_factory=set)
@@ -278,6 +282,7 @@ class IngestService:
         c.alarm_instances_changed += len(outcome.changes)
         c.duplicates += outcome.duplicates
         c.status_updates += outcome.status_updates
+        c.outdated_statuses += outcome.outdated_statuses
         c.rejections.update(r.reason for r in outcome.rejected)
         c.write_seconds_total += seconds
         c.write_seconds_last = seconds
@@ -348,7 +353,15 @@ class IngestService:
             return _Rejected(
                 message, schema, "status: version must be a string of 64 characters at most"
             )
-        return _Status(message, gateway_id, str(state), version)
+        session = doc.get("session")
+        if session is None:
+            return _Status(message, gateway_id, str(state), version)
+        when = _aware_time(session)
+        if when is None:
+            return _Rejected(
+                message, schema, "status: session must be an ISO 8601 time with offset"
+            )
+        return _Status(message, gateway_id, str(state), version, when)
 
     # --- storing (one transaction) ------------------------------------------------------------
 
@@ -639,8 +652,8 @@ class IngestService:
         outcome: _Outcome,
     ) -> None:
         for status in statuses:
-            await self._apply_status(conn, status, outcome)
-            outcome.status_updates += 1
+            if await self._apply_status(conn, status, outcome):
+                outcome.status_updates += 1
         heard: dict[str, datetime] = {}
         for up in ups:
             gw, at = up.envelope.gateway_id, up.message.received_at
@@ -651,8 +664,10 @@ class IngestService:
             await self._end_silent_outages(conn, sorted(heard), outcome)
 
     @staticmethod
-    async def _apply_status(conn: AsyncConnection, status: _Status, outcome: _Outcome) -> None:
+    async def _apply_status(conn: AsyncConnection, status: _Status, outcome: _Outcome) -> bool:
         """Record the status; open or end the gateway's outage when the state changes it.
+
+        Returns whether it was applied (not: an older session's, or for an unknown gateway).
 
         The UPDATE locks the gateway row until the commit, so of N processes applying the same
         status only the first opens (or ends) the outage.
@@ -662,15 +677,21 @@ class IngestService:
         values: dict[str, Any] = {"status": status.state, "last_seen": at}
         if status.version is not None:
             values["version"] = status.version
-        stmt = (
-            update(gateways)
-            .where(g.id == status.gateway_id)
-            .values(**values)
-            .returning(g.site, g.offline_since, g.online_since)
-        )
+        stmt = update(gateways).where(g.id == status.gateway_id)
+        if status.session is not None:
+            # Statuses are ordered by (session, online before offline), not by arrival: an
+            # ingest process that returns gets the statuses queued for it meanwhile, which
+            # other processes applied long ago.
+            values["status_session"] = status.session
+            newer = or_(g.status_session.is_(None), g.status_session < status.session)
+            if status.state == "offline":
+                newer = or_(newer, and_(g.status_session == status.session, g.status != "offline"))
+            stmt = stmt.where(newer)
+        stmt = stmt.values(**values).returning(g.site, g.offline_since, g.online_since)
         row = (await conn.execute(stmt)).one_or_none()
         if row is None:
-            return
+            outcome.outdated_statuses += status.session is not None
+            return False
         outage = Outage(row.offline_since, row.online_since)
         gw = status.gateway_id
         this_gateway = update(gateways).where(g.id == gw)
@@ -687,6 +708,7 @@ class IngestService:
                 conn, gw, site=row.site, offline_since=began, online_since=since, source="status"
             )
             _merge(outcome.changes, changed)
+        return True
 
     @staticmethod
     async def _end_silent_outages(
@@ -856,3 +878,14 @@ def _instance_row(
         "work_order": _hint(event),
         "updated_at": up.message.received_at,
     }
+
+
+def _aware_time(value: object) -> datetime | None:
+    """An ISO 8601 time with an offset, or `None` for anything else."""
+    if not isinstance(value, str) or len(value) > ENVELOPE_LIMITS.name_chars:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

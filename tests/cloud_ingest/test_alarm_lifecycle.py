@@ -334,3 +334,63 @@ async def test_the_app_sweeps_and_the_api_filters_stale(tmp_path: Path) -> None:
     assert [(a["fingerprint"], a["inhibited_by"]) for a in fresh["items"]] == [
         ("d1/dev-2/no_data", None)
     ]
+
+
+def session_status(
+    state: str, session: datetime, received_at: datetime, gateway: str = "gw-a"
+) -> Incoming:
+    """A status as the edge agent sends it: `session` is when its connection began."""
+    doc = {
+        "state": state,
+        "gateway_id": gateway,
+        "version": "1.5.0",
+        "at": session.isoformat(),
+        "session": session.isoformat(),
+    }
+    return Incoming(f"steward/v1/{gateway}/status", json.dumps(doc).encode(), received_at)
+
+
+async def test_a_returning_process_backlog_of_statuses_opens_no_false_outage(
+    engine: AsyncEngine,
+) -> None:
+    work_orders = RecordingWorkOrders()
+    live = IngestService(engine, work_orders=work_orders, inhibit_settle=SETTLE)
+    returning = IngestService(engine, work_orders=work_orders, inhibit_settle=SETTLE)
+    first, second = T0, T0 + timedelta(minutes=30)
+    # The live process sees a whole outage: connection 1 online, its will, connection 2 online.
+    await live([session_status("online", first, first)])
+    await live([session_status("offline", first, first + timedelta(minutes=10))])
+    await live([session_status("online", second, second)])
+    assert [(c.fingerprint, c.state) for c in work_orders.take()] == [
+        (OFFLINE, "firing"),
+        (OFFLINE, "resolved"),
+    ]
+    # A process that was away gets the same statuses from its queue, an hour late.
+    late = second + timedelta(hours=1)
+    backlog = [
+        session_status("online", first, late),
+        session_status("offline", first, late),
+        session_status("online", second, late),
+    ]
+    for message in backlog:
+        await returning([message])
+    assert work_orders.take() == []  # no second outage, no alarm
+    assert returning.counters.outdated_statuses == 3  # noqa: PLR2004
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(gateways).where(gateways.c.id == "gw-a"))).one()
+    assert (row.status, row.offline_since, row.online_since) == (
+        "online",
+        first + timedelta(minutes=10),
+        second,
+    )
+    # The will of the connection that is current does apply (same session, offline after online).
+    await returning([session_status("offline", second, late + timedelta(minutes=1))])
+    assert [(c.fingerprint, c.state) for c in work_orders.take()] == [(OFFLINE, "firing")]
+
+
+async def test_a_status_with_a_bad_session_is_dead_lettered(engine: AsyncEngine) -> None:
+    service = IngestService(engine)
+    doc = {"state": "online", "gateway_id": "gw-a", "session": "yesterday"}
+    message = Incoming("steward/v1/gw-a/status", json.dumps(doc).encode(), T0)
+    await service([message])
+    assert dict(service.counters.rejections) == {"schema": 1}

@@ -351,8 +351,12 @@ async def test_retained_status_and_last_will_when_killed(mosquitto: Mosquitto) -
         await collector.subscribed.wait()
         await asyncio.to_thread(start_and_kill_agent, mosquitto.port)
         await wait_until(lambda: len(collector.messages) >= 2)
-    states = [json.loads(p)["state"] for _, p, _ in collector.messages]
-    assert states[:2] == ["online", "offline"]
+    docs = [json.loads(p) for _, p, _ in collector.messages]
+    assert [d["state"] for d in docs[:2]] == ["online", "offline"]
+    # The online status and the will of one connection carry the same session, so a reader
+    # orders them by session, not by their `at` (the will's was written before connecting).
+    assert docs[0]["session"] == docs[1]["session"]
+    assert docs[1]["at"] <= docs[0]["at"]
     # A late subscriber sees the retained last will.
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as late:
         await late.subscribe(TOPICS.status, qos=1)

@@ -38,6 +38,7 @@ def upgrade() -> None:
     with op.batch_alter_table("gateways") as batch:
         batch.add_column(sa.Column("offline_since", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("online_since", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("status_session", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("alarm_instances") as batch:
         batch.add_column(sa.Column("inhibited_by", sa.String(1024), nullable=True))
 
@@ -47,6 +48,7 @@ def downgrade() -> None:
     with op.batch_alter_table("alarm_instances") as batch:
         batch.drop_column("inhibited_by")
     with op.batch_alter_table("gateways") as batch:
+        batch.drop_column("status_session")
         batch.drop_column("online_since")
         batch.drop_column("offline_since")
     with op.batch_alter_table("devices") as batch:
