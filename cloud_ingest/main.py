@@ -39,6 +39,7 @@ from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.metrics import IngestCollector, registry_for, render
 from cloud_ingest.problems import Implied, document_problems, problem
+from cloud_ingest.telemetry.influx import InfluxCounters
 from cloud_ingest.telemetry.store import TelemetryStore, open_store
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,25 @@ async def _influx_ready(store: TelemetryStore, settings: Settings) -> str | None
     return None if answered else f"no answer from {settings.influx_url}"
 
 
+def _collector(app: FastAPI) -> IngestCollector:
+    """The metrics of the objects the lifespan puts on `app.state`, read at each scrape."""
+
+    def counters() -> IngestCounters | None:
+        ingest: IngestService | None = app.state.ingest
+        return None if ingest is None else ingest.counters
+
+    def consumer_stats() -> ConsumerStats | None:
+        consumer: MqttConsumer | None = app.state.consumer
+        return None if consumer is None else consumer.stats()
+
+    def influx_counters() -> InfluxCounters | None:
+        store: TelemetryStore | None = app.state.telemetry_store
+        sink = None if store is None else store.influx
+        return None if sink is None else sink.counters
+
+    return IngestCollector(counters, consumer_stats, influx_counters)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (defaults: embedded SQLite, no MQTT consumer)."""
     settings = settings or Settings()
@@ -156,15 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.telemetry_store = None
     app.state.telemetry_reader = None
 
-    def counters() -> IngestCounters | None:
-        ingest: IngestService | None = app.state.ingest
-        return None if ingest is None else ingest.counters
-
-    def consumer_stats() -> ConsumerStats | None:
-        consumer: MqttConsumer | None = app.state.consumer
-        return None if consumer is None else consumer.stats()
-
-    registry = registry_for(IngestCollector(counters, consumer_stats))
+    registry = registry_for(_collector(app))
     _add_problem_handlers(app)
     app.include_router(api_router())
 

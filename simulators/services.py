@@ -312,6 +312,9 @@ class VictoriaMetrics:
                     f"-httpListenAddr={self.host}:{self.port}",
                     f"-storageDataPath={self.workdir / 'data'}",
                     "-retentionPeriod=100y",
+                    # One sample per series and millisecond, as InfluxDB keeps one point per
+                    # series and time: a point written twice (a redelivered batch) counts once.
+                    "-dedup.minScrapeInterval=1ms",
                     "-loggerLevel=ERROR",
                 ],
                 stdout=log,

@@ -8,12 +8,11 @@ parsing an annotated-CSV answer served from a loopback HTTP server.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -38,7 +37,7 @@ from cloud_ingest.telemetry.readers import FluxReader, flux_query
 from core.envelope_json import dumps
 from core.metrics import Metric, Quality
 from core.types import Envelope, Reading
-from simulators.services import VictoriaMetrics, free_port, wait_for_port
+from simulators.services import VictoriaMetrics, free_port
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW.replace(minute=0, second=0) - timedelta(hours=2)
@@ -207,48 +206,21 @@ class _WritesThenFails:
         raise RuntimeError("the batch fails after the points were written")
 
 
-class DedupVictoriaMetrics(VictoriaMetrics):
-    """VictoriaMetrics keeping one sample per series and millisecond, as InfluxDB keeps one point."""
-
-    def start(self) -> Self:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    "victoria-metrics",
-                    f"-httpListenAddr={self.host}:{self.port}",
-                    f"-storageDataPath={self.workdir / 'data'}",
-                    "-dedup.minScrapeInterval=1ms",
-                    "-loggerLevel=ERROR",
-                ],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        wait_for_port(self.port, self.proc, 20, self.log)
-        return self
-
-
-@pytest.fixture(scope="module")
-def dedup_vm() -> Iterator[VictoriaMetrics]:
-    with DedupVictoriaMetrics() as server:
-        yield server
-
-
 async def test_points_rewritten_by_a_redelivery_after_a_rollback_overwrite_themselves(
-    engine: AsyncEngine, dedup_vm: VictoriaMetrics
+    engine: AsyncEngine, victoria_metrics: VictoriaMetrics
 ) -> None:
     device = unique("temp")
     message = up(
         "gw-1", *(Reading(device, Metric.TEMPERATURE_C, v, at(s)) for s, v in TEMPERATURES)
     )
-    async with InfluxDBClientAsync(dedup_vm.url, token=NO_AUTH, org="o") as client:
+    async with InfluxDBClientAsync(victoria_metrics.url, token=NO_AUTH, org="o") as client:
         sink = sink_of(client)
         with pytest.raises(RuntimeError, match="after the points were written"):
             await IngestService(engine, telemetry=_WritesThenFails(sink)).settle([message])
         outcomes = await IngestService(engine, telemetry=sink).settle([message])
     assert [o.settled for o in outcomes] == [Settled.STORED]
     assert sink.counters.points_written == 2 * len(TEMPERATURES)
-    (series,) = exported(dedup_vm, "temperature_c_value", device)
+    (series,) = exported(victoria_metrics, "temperature_c_value", device)
     assert series["values"] == [v for _, v in TEMPERATURES]
     # The same envelope always gives the same points (measurement, tags, time).
     envelope = Envelope(
@@ -350,6 +322,9 @@ async def series_of(
                 assert await conn.scalar(select(func.count()).select_from(readings)) == 0
             ready = await http.get("/readyz")
             assert ready.json()["checks"]["influx"] == "ok"
+            metrics = (await http.get("/metrics")).text
+            written = len(temps) + len(smokes) + len(outside)
+            assert f"steward_ingest_influx_points_written_total {written:.1f}" in metrics
         return answers
 
 
