@@ -23,7 +23,7 @@ from cloud_ingest.infra.schema import (
     readings,
 )
 from cloud_ingest.ingest.messages import Incoming
-from cloud_ingest.ingest.service import IngestService
+from cloud_ingest.ingest.service import LAST_SEEN_RESOLUTION, IngestService
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange
 from core.envelope_json import dumps
 from core.metrics import Metric, Quality
@@ -385,6 +385,23 @@ async def test_status_updates_the_gateway(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         row = (await conn.execute(select(gateways).where(gateways.c.id == "gw-a"))).one()
     assert (row.status, row.version, row.last_seen) == ("offline", "1.2.3", later)
+
+
+async def test_a_device_last_seen_moves_in_steps_of_its_resolution(engine: AsyncEngine) -> None:
+    service = IngestService(engine)
+
+    async def seen_at(received: datetime) -> datetime:
+        message = up(envelope([reading()]))
+        await service([Incoming(message.topic, message.payload, received)])
+        async with engine.connect() as conn:
+            query = select(devices.c.last_seen).where(devices.c.id == "smoke-1")
+            last_seen: datetime = (await conn.execute(query)).scalar_one()
+        return last_seen
+
+    assert await seen_at(NOW) == NOW
+    assert await seen_at(NOW + timedelta(seconds=10)) == NOW  # within the resolution: no write
+    later = NOW + LAST_SEEN_RESOLUTION + timedelta(seconds=1)
+    assert await seen_at(later) == later
 
 
 async def test_a_storage_failure_raises_and_stores_nothing(engine: AsyncEngine) -> None:
