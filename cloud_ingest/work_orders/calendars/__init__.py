@@ -1,0 +1,1 @@
+"""Working-hours calendars shipped with the cloud (YAML files, one per region and year)."""
