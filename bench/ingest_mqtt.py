@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from bench.ingest import READINGS_PER_ENVELOPE, reading_envelope
 from cloud_ingest import migrations
@@ -166,8 +168,33 @@ def envelopes(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def _session_client(client_id: str, mqtt_url: str, *, clean: bool) -> mqtt.Client:
+    """A paho client with a persistent session (kept a day), connected, its loop running."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1_000)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 86_400
+    properties.ReceiveMaximum = 1_000
+    url = urllib.parse.urlsplit(mqtt_url)
+    client.connect(
+        url.hostname or LOOPBACK, url.port or 1883, clean_start=clean, properties=properties
+    )
+    return client
+
+
 def relay_rate(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
-    """Readings/s a plain QoS 1 subscriber receives of `payloads` through the broker."""
+    """Readings/s a plain QoS 1 subscriber drains of `payloads` queued for it by the broker."""
+    client_id = f"bench-relay-{uuid.uuid4().hex[:8]}"
+    sub = _session_client(client_id, mqtt_url, clean=True)
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.loop_start()
+    sub.subscribe("steward/v1/+/up", qos=1)
+    subscribed.wait(10)
+    sub.disconnect()
+    sub.loop_stop()
+    publish_all(mqtt_url, payloads)  # queued for the absent subscriber
+
     done = threading.Event()
     received: list[float] = [0, 0.0]
 
@@ -177,39 +204,56 @@ def relay_rate(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
             received[1] = time.perf_counter()
             done.set()
 
-    sub = _client(f"bench-relay-{uuid.uuid4().hex[:8]}", mqtt_url)
+    started = time.perf_counter()
+    sub = _session_client(client_id, mqtt_url, clean=False)
     sub.on_message = on_message
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *_a: subscribed.set()
-    sub.subscribe("steward/v1/+/up", qos=1)
-    subscribed.wait(10)
+    sub.loop_start()
     try:
-        started = publish_all(mqtt_url, payloads)
         if not done.wait(120):
             raise RuntimeError(f"relay: {received[0]} of {len(payloads)} received")
         return len(payloads) * READINGS_PER_ENVELOPE / (received[1] - started)
     finally:
-        sub.loop_stop()
         sub.disconnect()
+        sub.loop_stop()
 
 
 def stored_rate(
-    mqtt_url: str, servers: Sequence[Server], payloads: Sequence[tuple[str, bytes]]
-) -> tuple[float, list[float]]:
-    """Readings/s stored by `servers` together, and each one's share of the readings."""
-    base = [s.counter("readings") for s in servers]
+    db_url: str,
+    mqtt_url: str,
+    client_ids: Sequence[str],
+    workdir: Path,
+    payloads: Sequence[tuple[str, bytes]],
+) -> tuple[float, list[float], list[float]]:
+    """Readings/s that processes `client_ids` together store of `payloads` queued for them.
+
+    Each process is started once and stopped, so the broker keeps its session and its place in
+    the share group; the stream is published while they are away (no publisher competes for
+    the CPU while they work); then they are started again, and the drain is timed from the
+    moment every one is ready. Returns the rate, each process's share, and their peak RSS.
+    """
+    for client_id in client_ids:
+        with serving(db_url, mqtt_url, client_id, workdir):
+            pass
+    publish_all(mqtt_url, payloads)
     want = len(payloads) * READINGS_PER_ENVELOPE
-    started = publish_all(mqtt_url, payloads)
-    deadline = time.monotonic() + 300
-    while True:
-        got = [s.counter("readings") - b for s, b in zip(servers, base, strict=True)]
-        if sum(got) >= want:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"stored {sum(got)} of {want} readings")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    return sum(got) / elapsed, [g / want for g in got]
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(serving(db_url, mqtt_url, client_id, workdir))
+            for client_id in client_ids
+        ]
+        started = time.perf_counter()
+        base = [s.counter("readings") for s in servers]
+        deadline = time.monotonic() + 300
+        while True:
+            totals = [s.counter("readings") for s in servers]
+            if sum(totals) >= want:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stored {sum(totals)} of {want} readings")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        got = [t - b for t, b in zip(totals, base, strict=True)]
+        return sum(got) / elapsed, [t / want for t in totals], [s.peak_rss_mb() for s in servers]
 
 
 async def _prepare(db_url: str) -> str:
@@ -324,31 +368,30 @@ def run(count: int = 600, probes: int = 100) -> dict[str, float]:
 
         sqlite_url = f"sqlite+aiosqlite:///{work}/ingest.db"
         token = asyncio.run(_prepare(sqlite_url))
-        with broker() as mq, serving(sqlite_url, mq.url, "bench-sqlite", work) as server:
-            out["sqlite_readings_per_s"] = stored_rate(mq.url, [server], payloads)[0]
-            _latency_figures(out, "sqlite", latencies(mq.url, server, token, probes))
-            out["sqlite_peak_rss_mb"] = server.peak_rss_mb()
+        with broker() as mq:
+            rate, _, rss = stored_rate(sqlite_url, mq.url, ["bench-sqlite"], work, payloads)
+            out["sqlite_readings_per_s"], out["sqlite_peak_rss_mb"] = rate, rss[0]
+            with serving(sqlite_url, mq.url, "bench-sqlite", work) as server:
+                _latency_figures(out, "sqlite", latencies(mq.url, server, token, probes))
 
         with Postgres() as pg:
             pg.create_database("one")
             pg.create_database("two")
             one_url = pg.url("one", driver="postgresql+asyncpg")
             token = asyncio.run(_prepare(one_url))
-            with broker() as mq, serving(one_url, mq.url, "bench-pg-1", work) as server:
-                out["postgres_readings_per_s"] = stored_rate(mq.url, [server], payloads)[0]
-                _latency_figures(out, "postgres", latencies(mq.url, server, token, probes))
-                out["postgres_peak_rss_mb"] = server.peak_rss_mb()
+            with broker() as mq:
+                rate, _, rss = stored_rate(one_url, mq.url, ["bench-pg-1"], work, payloads)
+                out["postgres_readings_per_s"], out["postgres_peak_rss_mb"] = rate, rss[0]
+                with serving(one_url, mq.url, "bench-pg-1", work) as server:
+                    _latency_figures(out, "postgres", latencies(mq.url, server, token, probes))
             two_url = pg.url("two", driver="postgresql+asyncpg")
             asyncio.run(_prepare(two_url))
-            with (
-                broker() as mq,
-                serving(two_url, mq.url, "bench-pg-a", work) as a,
-                serving(two_url, mq.url, "bench-pg-b", work) as b,
-            ):
-                rate, shares = stored_rate(mq.url, [a, b], payloads)
+            with broker() as mq:
+                pair = ["bench-pg-a", "bench-pg-b"]
+                rate, shares, rss = stored_rate(two_url, mq.url, pair, work, payloads)
                 out["postgres_two_processes_readings_per_s"] = rate
                 out["postgres_two_processes_smaller_share"] = min(shares)
-                out["postgres_two_processes_peak_rss_mb"] = max(a.peak_rss_mb(), b.peak_rss_mb())
+                out["postgres_two_processes_peak_rss_mb"] = max(rss)
     relay = out["relay_readings_per_s"]
     out["sqlite_ratio_relay"] = out["sqlite_readings_per_s"] / relay
     out["postgres_ratio_relay"] = out["postgres_readings_per_s"] / relay
