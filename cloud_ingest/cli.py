@@ -336,7 +336,9 @@ def _add_user_parsers(
         help="add an API user; print their bearer token once",
         description="Add a user of the API and print their bearer token once; only its hash is "
         "stored. The user sees the rows of their company within their area (a site path "
-        "prefix; none: the whole company); an admin sees everything. With --rotate, issue a new "
+        "prefix; none: the whole company); an area officer (an operator or supervisor with --area "
+        "and no --company: a street officer, a grid member) sees every company's rows within the "
+        "area and changes nothing; an admin sees everything. With --rotate, issue a new "
         "token to an existing user (and change --role, --company or --area if given).",
     )
     add.add_argument("name", metavar="NAME", help="user name: a letter or digit, then _ . : -")
@@ -345,7 +347,11 @@ def _add_user_parsers(
         metavar="R",
         help="operator, supervisor, technician, resident or admin (required to add)",
     )
-    add.add_argument("--company", metavar="C", help="the user's company (required but for admin)")
+    add.add_argument(
+        "--company",
+        metavar="C",
+        help="the user's company (required but for admin and area officers)",
+    )
     add.add_argument("--area", metavar="PATH", help="site path prefix the user may see")
     add.add_argument("--rotate", action="store_true", help="replace an existing user's token")
 

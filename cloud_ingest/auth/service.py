@@ -12,9 +12,9 @@ from typing import Final
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from cloud_ingest.auth.models import Role, User
+from cloud_ingest.auth.models import AREA_OFFICER_ROLES, Role, User
 from cloud_ingest.gateways.ids import EDGE_IDENTIFIER, check_company
 from cloud_ingest.gateways.secrets import new_secret, token_hash, token_matches
 from cloud_ingest.infra.db import WRITE_TRANSACTION
@@ -71,9 +71,28 @@ def _checked_fields(
     if not rotate:
         if role is None:
             raise UserError("--role is required to add a user")
-        if company is None and values["role"] is not Role.ADMIN:
-            raise UserError("--company is required to add a user (except an admin)")
+        check_scope(_role(role), str(values.get("company", "")), str(values.get("area", "")))
     return values
+
+
+def check_scope(role: Role | str, company: str, area: str) -> None:
+    """`UserError` unless a user of `role`, `company` and `area` has a scope.
+
+    A user other than an admin needs a company, except an area officer: an operator or a
+    supervisor without a company, with an area (a grid member, a street or community officer).
+    """
+    if role == Role.ADMIN or company:
+        return
+    officers = " or ".join(sorted(r.value for r in AREA_OFFICER_ROLES))
+    if role not in AREA_OFFICER_ROLES:
+        raise UserError(
+            f"a {role} needs --company; only an {officers} may be an area officer without one"
+        )
+    if not area:
+        raise UserError(
+            "--company is required to add a user (except an admin, or an area officer: "
+            f"an {officers} with --area)"
+        )
 
 
 async def add_user(
@@ -88,12 +107,14 @@ async def add_user(
 ) -> str:
     """Create a user (or, with `rotate`, give an existing one a new token); return the token.
 
-    Without `rotate`, `role` is required, and `company` too unless the role is admin. With
-    `rotate`, the user must exist; `role`, `company` and `area` change only when given.
+    Without `rotate`, `role` is required, and `company` too unless the role is admin or the user
+    is an area officer (an operator or supervisor with an `area` and no company: they see every
+    company's rows within the area). With `rotate`, the user must exist; `role`, `company` and
+    `area` change only when given, and the result must still have a scope (`check_scope`).
 
     Raises:
         UserConflictError: the name is taken (without `rotate`) or unknown (with `rotate`).
-        UserError: a bad name, role, company or area.
+        UserError: a bad name, role, company or area, or a user without a scope.
     """
     values = _checked_fields(name, role=role, company=company, area=area, rotate=rotate)
     token = new_secret()
@@ -111,6 +132,7 @@ async def add_user(
                         f"user {name!r} already exists; use --rotate to issue a new token"
                     )
                 if exists:
+                    await _check_rotated(conn, name, values)
                     await conn.execute(update(users).where(users.c.name == name).values(**values))
                 else:
                     created = now or datetime.now(UTC)
@@ -122,6 +144,16 @@ async def add_user(
             f"user {name!r} already exists; use --rotate to issue a new token"
         ) from None
     return token
+
+
+async def _check_rotated(conn: AsyncConnection, name: str, values: dict[str, object]) -> None:
+    """`UserError` if changing the stored user `name` by `values` would leave them no scope."""
+    query = select(users.c.role, users.c.company, users.c.area).where(users.c.name == name)
+    stored = (await conn.execute(query)).one()
+    given = values.get("role")
+    role = given if isinstance(given, Role) else str(stored.role)
+    company = str(values.get("company", stored.company))
+    check_scope(role, company, str(values.get("area", stored.area)))
 
 
 async def user_for_token(engine: AsyncEngine, token: str) -> User | None:

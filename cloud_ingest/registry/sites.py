@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import ColumnElement, FromClause, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, func, select
 
 from cloud_ingest.auth.models import User
 from cloud_ingest.auth.permissions import CurrentUser, require
-from cloud_ingest.auth.scope import normal_path, within
+from cloud_ingest.auth.scope import normal_path
+from cloud_ingest.auth.scope import site_visible as scope_site_visible
 from cloud_ingest.infra.schema import sites
 from cloud_ingest.paging import DEFAULT_LIMIT, After, Limit, Page, decode_cursor, encode_cursor
-from cloud_ingest.registry.checks import ancestors_of
 from cloud_ingest.registry.roles import STAFF, Engine
 from cloud_ingest.registry.schemas import SiteDetail, SiteOut
 
@@ -31,14 +31,9 @@ Level = Literal["district", "street", "community", "grid", "compound", "building
 
 
 def site_visible(user: User, table: FromClause = sites) -> ColumnElement[bool]:
-    """The sites `user` sees: company (or shared) within the area, and the area's ancestors."""
-    if user.sees_everything:
-        return true()
-    area = normal_path(user.area)
+    """The sites `user` sees: `auth.scope.site_visible` on the `sites` columns."""
     t = table.c
-    own = and_(t.company.in_([user.company, ""]), within(t.path, area))
-    above = ancestors_of(area)
-    return or_(own, t.path.in_(above)) if above else own
+    return scope_site_visible(user, path=t.path, company=t.company)
 
 
 @router.get(
