@@ -375,7 +375,7 @@ async def test_a_returning_process_backlog_of_statuses_opens_no_false_outage(
     for message in backlog:
         await returning([message])
     assert work_orders.take() == []  # no second outage, no alarm
-    assert returning.counters.outdated_statuses == 3  # noqa: PLR2004
+    assert returning.counters.outdated_statuses == 3
     async with engine.connect() as conn:
         row = (await conn.execute(select(gateways).where(gateways.c.id == "gw-a"))).one()
     assert (row.status, row.offline_since, row.online_since) == (
