@@ -10,8 +10,11 @@ from fastapi import APIRouter
 
 from cloud_ingest.alarms.router import router as alarms
 from cloud_ingest.ingest.router import router as ingest
+from cloud_ingest.notify.router import router as notifications
 from cloud_ingest.registry.router import router as registry
+from cloud_ingest.stream.router import router as stream
 from cloud_ingest.telemetry.router import router as telemetry
+from cloud_ingest.work_orders.router import router as work_orders
 
 
 def api_router() -> APIRouter:
@@ -21,4 +24,7 @@ def api_router() -> APIRouter:
     api.include_router(registry)
     api.include_router(telemetry)
     api.include_router(ingest)
+    api.include_router(work_orders)
+    api.include_router(notifications)
+    api.include_router(stream)
     return api

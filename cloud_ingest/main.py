@@ -5,7 +5,9 @@ revision (`Settings.runs_migrations`: by default on SQLite only; PostgreSQL is m
 `cloud-ingest db upgrade` as a deployment step, so several processes never race on it), builds
 the `IngestService` and, when an MQTT URL is configured, starts the `MqttConsumer` with it. On
 shutdown the consumer stops first (a batch in the handler finishes and is acknowledged), then the
-engine is disposed. The objects live on `app.state` (`settings`, `engine`, `ingest`, `consumer`).
+engine is disposed. The live-stream hub (`cloud_ingest.stream.hub`) polls from start to shutdown,
+where it ends its clients' streams first. The objects live on `app.state` (`settings`, `engine`,
+`ingest`, `consumer`, `stream_hub`).
 
 Endpoints: `GET /healthz` (liveness), `GET /readyz` (database and broker), `GET /metrics`
 (Prometheus text), `GET /openapi.json`, and the API v1 under `/api/v1` (`cloud_ingest.api`,
@@ -38,9 +40,12 @@ from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
 from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.metrics import IngestCollector, registry_for, render
+from cloud_ingest.notify.service import start_worker
 from cloud_ingest.problems import Implied, document_problems, problem
+from cloud_ingest.stream.hub import Hub, HubSettings
 from cloud_ingest.telemetry.influx import InfluxCounters
 from cloud_ingest.telemetry.store import TelemetryStore, open_store
+from cloud_ingest.work_orders.service import WorkOrders, WorkOrderSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +73,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await migrations.upgrade(engine)
         store = open_store(settings, engine)
         try:
+            work_orders = WorkOrders(engine, settings=WorkOrderSettings.of(settings))
+            app.state.work_orders = work_orders
             ingest = IngestService(
                 engine,
+                work_orders=work_orders,
                 require_registration=settings.require_registration,
                 max_future=settings.max_future,
                 max_past=settings.max_past,
@@ -81,15 +89,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 consumer = MqttConsumer(settings.consumer_settings(), ingest)
                 await consumer.start()
             sweep = _alarm_sweep(settings, engine, ingest)
+            app.state.notifier = notifier = start_worker(settings, engine)
             app.state.engine, app.state.ingest, app.state.consumer = engine, ingest, consumer
             app.state.telemetry_store, app.state.telemetry_reader = store, store.reader
+            app.state.stream_hub = hub = Hub(engine, HubSettings.of(settings))
+            await hub.start()
             try:
                 yield
             finally:
+                await hub.stop()
                 if consumer is not None:
                     await consumer.stop()
                 if sweep is not None:
                     await sweep.stop()
+                if notifier is not None:
+                    await notifier.stop()
         finally:
             await store.close()
     finally:
@@ -175,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.consumer = None
     app.state.telemetry_store = None
     app.state.telemetry_reader = None
+    app.state.work_orders = None
+    app.state.stream_hub = None
 
     registry = registry_for(_collector(app))
     _add_problem_handlers(app)

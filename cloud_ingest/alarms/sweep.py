@@ -38,6 +38,7 @@ from cloud_ingest.alarms.stale import mark_stale
 from cloud_ingest.infra.db import WRITE_TRANSACTION
 from cloud_ingest.infra.schema import alarm_instances, gateways
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, WorkOrderService
+from cloud_ingest.stream.alarms import record_alarm_changes
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ async def sweep_once(
         changes += await mark_silent_gateways(conn, now, settings.silent_after)
     changes += await release_inhibited(conn, now, settings.inhibit_settle)
     changes += await mark_stale(conn, now, settings.stale_grace)
-    return _handed_on(changes)
+    handed_on = _handed_on(changes)
+    await record_alarm_changes(conn, handed_on)
+    return handed_on
 
 
 def _handed_on(changes: Iterable[AlarmInstanceChange]) -> list[AlarmInstanceChange]:

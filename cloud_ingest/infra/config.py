@@ -138,6 +138,46 @@ class Settings(BaseSettings):
     influx_token_file: Path | None = None
     influx_query: Literal["flux", "promql"] = "flux"
     """How `GET /api/v1/telemetry` reads the bucket: Flux (InfluxDB 2) or PromQL (VictoriaMetrics)."""
+    notify_worker: bool = True
+    """Run the notification delivery worker in this process (several processes may run one)."""
+    notify_interval_s: Seconds = Field(default=5.0, gt=0, le=3600)
+    """Time between two passes of the notification worker when nothing is due."""
+    notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    """A notification is given up (`dead`) after this many failed tries."""
+    notify_backoff_s: Seconds = Field(default=30.0, gt=0)
+    """The wait after a notification's first failed try; doubled after each further one."""
+    notify_backoff_max_s: Seconds = Field(default=3600.0, gt=0)
+    """The longest wait between two tries of a notification."""
+    notify_send_timeout_s: Seconds = Field(default=30.0, gt=0, le=600)
+    """The longest one try of a notification may take."""
+    notify_smtp_host: str = "127.0.0.1"
+    """The SMTP server of e-mail channels (a channel's `smtp_host` option overrides it)."""
+    notify_smtp_port: int = Field(default=25, ge=1, le=65_535)
+    notify_smtp_sender: str = "steward@localhost"
+    notify_smtp_username: str | None = None
+    notify_smtp_password: str | None = Field(default=None, repr=False)
+    notify_smtp_starttls: bool = False
+    """Upgrade SMTP connections with STARTTLS."""
+
+    stream_poll_interval_s: Seconds = Field(default=0.15, gt=0, le=10)
+    """How often each process reads new live-stream events from the database."""
+    stream_gap_grace_s: Seconds = Field(default=5.0, ge=0, le=600)
+    """How long a missing event id (a transaction not yet committed) holds back the ones after it."""
+    stream_queue_size: int = Field(default=1_000, ge=1, le=100_000)
+    """Events queued for one stream client at most; a client further behind is cut off."""
+    stream_send_timeout_s: Seconds = Field(default=30.0, gt=0)
+    """A stream client that accepts no data for this long is cut off."""
+    stream_ping_s: Seconds = Field(default=15.0, gt=0, le=3600)
+    """Time between two keep-alive comments on an idle stream."""
+    stream_retention_s: Seconds = Field(default=86_400.0, gt=0)
+    """Live-stream events older than this are pruned (a client can resume within it)."""
+    work_order_group_window_s: Seconds = Field(default=1800.0, ge=0)
+    """An alarm joins an open work order of its location and category whose last alarm is this
+    recent (flapping, re-sends and neighbouring detectors make one order)."""
+    work_order_auto_verify: str = "sanitation"
+    """Comma-separated categories whose orders the sensor's RESOLVED closes (low risk only)."""
+    work_order_timezone: str = "Asia/Shanghai"
+    """The local day in work-order numbers (`WO-20261207-0001`)."""
 
     @field_validator("database_url")
     @classmethod

@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    true,
 )
 
 from cloud_ingest.infra.db import UtcDateTime
@@ -205,8 +206,200 @@ users: Final = Table(
 
 # --- work orders --------------------------------------------------------------------------------
 
+work_orders: Final = Table(
+    "work_orders",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("number", String(32), nullable=False, unique=True),
+    Column("source", String(16), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("priority", String(2), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("location", String(1024), nullable=False, server_default=""),
+    Column("title", String(256), nullable=False),
+    Column("description", String(4096), nullable=False, server_default=""),
+    Column("fingerprint", String(1024), nullable=True),
+    Column("external_ref", String(128), nullable=True),
+    Column("external_deadline", UtcDateTime(), nullable=True),
+    Column("requester", String(128), nullable=True),
+    Column("assignee", String(128), nullable=True),
+    Column("handler", String(128), nullable=True),
+    Column("verifier", String(128), nullable=True),
+    Column("rating", Integer(), nullable=True),
+    Column("rework_count", Integer(), nullable=False, server_default="0"),
+    Column("escalation_level", Integer(), nullable=False, server_default="0"),
+    Column("version", Integer(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("last_alarm_at", UtcDateTime(), nullable=True),
+    Column("accepted_at", UtcDateTime(), nullable=True),
+    Column("dispatched_at", UtcDateTime(), nullable=True),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("submitted_at", UtcDateTime(), nullable=True),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("due_at", UtcDateTime(), nullable=True),
+    Index("ix_work_orders_state_id", "state", "id"),
+    Index("ix_work_orders_company_id", "company", "id"),
+    Index("ix_work_orders_location_category_state", "location", "category", "state"),
+    Index("ix_work_orders_requester", "requester"),
+    Index("ix_work_orders_assignee", "assignee"),
+    Index("ix_work_orders_due_at", "due_at"),
+    UniqueConstraint("source", "external_ref"),
+)
+"""One work order: `number` is what people quote (WO-YYYYMMDD-NNNN); `source` alarm, resident,
+hotline_12345 or inspector; `priority` P1..P4; `fingerprint` the alarm that opened it;
+`external_ref`/`external_deadline` the 12345 hotline's own reference and deadline. People by user
+name: `requester` the resident who asked, `assignee` the technician dispatched, `handler` who
+submitted the result, `verifier` who verified it. `version` counts its events (optimistic
+concurrency); `last_alarm_at` is when alarm evidence last attached; `due_at` when the current stage
+is due."""
+
+work_order_events: Final = Table(
+    "work_order_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", BigInteger(), ForeignKey("work_orders.id"), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(24), nullable=True),
+    Column("to_state", String(24), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("reason", String(2048), nullable=True),
+    Column("evidence", JSON(), nullable=False),
+    Column("data", JSON(), nullable=False),
+    Column("dedupe", String(64), nullable=True, unique=True),
+    UniqueConstraint("order_id", "seq"),
+    Index("ix_work_order_events_at", "at"),
+)
+"""Every change of a work order, append-only: `seq` counts from 1 within the order (equal to the
+order's `version` after it); `actor` is the user's name (or `system`); `evidence` holds photo
+hashes and alarm fingerprints with their `seq`; `dedupe` is the SHA-256 of an alarm change that
+was applied (fingerprint, seq, stale), so a redelivered change is not applied twice."""
+
+work_order_alarms: Final = Table(
+    "work_order_alarms",
+    metadata,
+    Column("order_id", BigInteger(), ForeignKey("work_orders.id"), primary_key=True),
+    Column("fingerprint", String(1024), primary_key=True),
+    Column("first_seq", BigInteger(), nullable=False),
+    Column("last_seq", BigInteger(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_work_order_alarms_fingerprint", "fingerprint"),
+)
+"""The alarm instances attached to an order, with the state of the latest change attached."""
+
+work_order_numbers: Final = Table(
+    "work_order_numbers",
+    metadata,
+    Column("day", String(8), primary_key=True),
+    Column("last", Integer(), nullable=False),
+)
+"""The last number given out per local day (`20261207`), for WO-20261207-0001."""
+
 
 # --- notifications ------------------------------------------------------------------------------
 
+notification_channels: Final = Table(
+    "notification_channels",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("secret", String(512), nullable=True),
+    Column("options", JSON(), nullable=False),
+    Column("enabled", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("company", "name"),
+)
+"""Where notifications go: `kind` webhook, robot or email; `target` the URL or the mail address.
+`secret` signs what is sent (webhook HMAC, DingTalk robot `sign`; for e-mail the SMTP password)
+and is stored as given, since sending needs it: the API never shows it back."""
+
+notification_subscriptions: Final = Table(
+    "notification_subscriptions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "channel_id",
+        BigId,
+        ForeignKey("notification_channels.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("company", String(128), nullable=False, server_default="", index=True),
+    Column("topic", String(256), nullable=False),
+    Column("min_severity", String(16), nullable=False, server_default="info"),
+    Column("role", String(16), nullable=True),
+    Column("area", String(1024), nullable=False, server_default=""),
+    Column("enabled", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+"""Which events a channel receives: a `topic` pattern (`work_order.*`), a minimum severity, the
+`company` (empty: every company) and an `area` (site path prefix; empty: the whole company);
+`role`, when set, limits it to events addressed to that role."""
+
+notification_deliveries: Final = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("subscription_id", BigId, nullable=True),
+    Column("channel_id", BigId, nullable=False, index=True),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("location", String(1024), nullable=False, server_default=""),
+    Column("topic", String(256), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("last_error", String(1024), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Index("ix_notification_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+)
+"""The outbox and log of notifications: one row per (event, subscription), `status` pending, sent,
+failed (will be retried at `next_attempt_at`) or dead (gave up after the last attempt)."""
+
+notification_attempts: Final = Table(
+    "notification_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        BigId,
+        ForeignKey("notification_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("attempt", Integer(), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("ok", Boolean(), nullable=False),
+    Column("error", String(1024), nullable=True),
+)
+"""Every try of a delivery: when, whether it went through, and why not."""
+
 
 # --- live stream ---------------------------------------------------------------------------------
+
+stream_events: Final = Table(
+    "stream_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("location", String(1024), nullable=False, server_default=""),
+    Column("data", JSON(), nullable=False),
+    sqlite_autoincrement=True,
+)
+"""The live stream's outbox: one row per change (`kind` alarm, work_order or gateway), written in
+the transaction of the change. `id` is the SSE event id: increasing, never reused (SQLite
+`AUTOINCREMENT`, a PostgreSQL sequence), with gaps; the primary key serves `id > ?`, the index on
+`at` the retention prune."""

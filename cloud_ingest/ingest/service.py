@@ -87,6 +87,7 @@ from cloud_ingest.infra.schema import (
 from cloud_ingest.ingest.counters import IngestCounters
 from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, NoWorkOrders, WorkOrderService
+from cloud_ingest.stream.alarms import record_alarm_changes
 from cloud_ingest.telemetry.sink import SqlTelemetry, TelemetrySink
 from core.envelope_json import loads
 from core.errors import EnvelopeError, EnvelopeErrorCode
