@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +27,7 @@ from cloud_ingest.paging import (
     decode_time,
     encode_cursor,
 )
+from cloud_ingest.rows import one_or_404
 from core.types import AlarmState, Severity
 
 router: Final = APIRouter(prefix="/alarms", tags=["alarms"])
@@ -111,9 +112,7 @@ async def get_alarm(engine: Engine, user: CurrentUser, fingerprint: str) -> Alar
         .order_by(alarm_events.c.seq)
     )
     async with engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().one_or_none()
-        if row is None:
-            raise HTTPException(404, f"no alarm {fingerprint!r}")
+        row = await one_or_404(conn, query, f"no alarm {fingerprint!r}")
         event_rows = (await conn.execute(events)).mappings().all()
     return AlarmDetail.model_validate(
         {**row, "events": [AlarmEventOut.model_validate(dict(e)) for e in event_rows]}

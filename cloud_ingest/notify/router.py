@@ -47,6 +47,7 @@ from cloud_ingest.notify.schemas import (
     SubscriptionPatch,
 )
 from cloud_ingest.paging import DEFAULT_LIMIT, After, Limit, Page, decode_cursor, encode_cursor
+from cloud_ingest.rows import one_or_404
 
 router: Final = APIRouter(prefix="/notifications", tags=["notifications"])
 MANAGERS: Final = (Role.ADMIN, Role.SUPERVISOR)
@@ -103,18 +104,8 @@ def _page_after(after: str | None) -> int | None:
 
 
 async def _visible_channel(conn: AsyncConnection, user: User, channel_id: int) -> ChannelOut:
-    row = (
-        (
-            await conn.execute(
-                select(notification_channels).where(ch.id == channel_id, _channel_scope(user))
-            )
-        )
-        .mappings()
-        .one_or_none()
-    )
-    if row is None:
-        raise HTTPException(404, f"no notification channel {channel_id}")
-    return _channel_out(row)
+    query = select(notification_channels).where(ch.id == channel_id, _channel_scope(user))
+    return _channel_out(await one_or_404(conn, query, f"no notification channel {channel_id}"))
 
 
 def _checked(kind: str, target: str, options: dict[str, object]) -> None:
@@ -246,19 +237,10 @@ async def delete_channel(engine: Engine, user: CurrentUser, channel_id: ChannelI
 async def _visible_subscription(
     conn: AsyncConnection, user: User, subscription_id: int
 ) -> SubscriptionOut:
-    row = (
-        (
-            await conn.execute(
-                select(notification_subscriptions).where(
-                    sub.id == subscription_id, _subscription_scope(user)
-                )
-            )
-        )
-        .mappings()
-        .one_or_none()
+    query = select(notification_subscriptions).where(
+        sub.id == subscription_id, _subscription_scope(user)
     )
-    if row is None:
-        raise HTTPException(404, f"no notification subscription {subscription_id}")
+    row = await one_or_404(conn, query, f"no notification subscription {subscription_id}")
     return SubscriptionOut.model_validate(dict(row))
 
 
@@ -454,19 +436,8 @@ async def get_delivery(
     """The delivery, what it sends, and its tries in order."""
     a = notification_attempts.c
     async with engine.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(notification_deliveries).where(
-                        dl.id == delivery_id, _delivery_scope(user)
-                    )
-                )
-            )
-            .mappings()
-            .one_or_none()
-        )
-        if row is None:
-            raise HTTPException(404, f"no notification delivery {delivery_id}")
+        query = select(notification_deliveries).where(dl.id == delivery_id, _delivery_scope(user))
+        row = await one_or_404(conn, query, f"no notification delivery {delivery_id}")
         tries = (
             (
                 await conn.execute(

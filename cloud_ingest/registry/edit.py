@@ -35,6 +35,7 @@ from cloud_ingest.registry.checks import (
 )
 from cloud_ingest.registry.roles import DEVICE_EDITORS, SUPERVISORS, Engine
 from cloud_ingest.registry.schemas import DeviceOut, GatewayOut
+from cloud_ingest.rows import one_or_404
 
 router: Final = APIRouter()
 
@@ -146,9 +147,7 @@ async def patch_gateway(
     try:
         async with conn.begin():
             query = select(*_GATEWAY).where(t.id == gateway_id, visible(user, gateway_id=t.id))
-            row = (await conn.execute(query.with_for_update())).mappings().one_or_none()
-            if row is None:
-                raise HTTPException(404, f"no gateway {gateway_id!r}")
+            await one_or_404(conn, query.with_for_update(), f"no gateway {gateway_id!r}")
             if "company" in values and user.role is not Role.ADMIN:
                 raise HTTPException(403, "only an administrator moves a gateway to a company")
             if "site" in values and (refused := _outside(user, values["site"])) is not None:
@@ -209,9 +208,7 @@ async def patch_device(
     try:
         async with conn.begin():
             query = select(*_DEVICE).where(t.id == device_id, scope)
-            row = (await conn.execute(query.with_for_update())).mappings().one_or_none()
-            if row is None:
-                raise HTTPException(404, f"no device {device_id!r}")
+            row = await one_or_404(conn, query.with_for_update(), f"no device {device_id!r}")
             try:
                 values = _device_values(patch, dict(row))
             except ValueError as err:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from cloud_ingest.registry.edit import router as edit_router
 from cloud_ingest.registry.roles import SUPERVISORS, Engine
 from cloud_ingest.registry.schemas import DeadLetterSummary, DeviceOut, GatewayOut
 from cloud_ingest.registry.sites import router as sites_router
+from cloud_ingest.rows import one_or_404
 
 router: Final = APIRouter()
 STAFF: Final = roles.STAFF
@@ -63,9 +64,7 @@ async def get_gateway(engine: Engine, user: CurrentUser, gateway_id: str) -> Gat
     t = gateways.c
     query = select(*_GATEWAY).where(t.id == gateway_id, visible(user, gateway_id=t.id))
     async with engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().one_or_none()
-    if row is None:
-        raise HTTPException(404, f"no gateway {gateway_id!r}")
+        row = await one_or_404(conn, query, f"no gateway {gateway_id!r}")
     return GatewayOut.model_validate(dict(row))
 
 
@@ -115,9 +114,7 @@ async def get_device(engine: Engine, user: CurrentUser, device_id: str) -> Devic
         t.id == device_id, visible(user, gateway_id=t.gateway_id, location=t.location)
     )
     async with engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().one_or_none()
-    if row is None:
-        raise HTTPException(404, f"no device {device_id!r}")
+        row = await one_or_404(conn, query, f"no device {device_id!r}")
     return DeviceOut.model_validate(dict(row))
 
 
