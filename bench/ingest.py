@@ -79,7 +79,7 @@ def _event(gateway: str, fingerprint: int, seq: int, at: datetime) -> AlarmEvent
     )
 
 
-def reading_envelope(n: int, now: datetime) -> Envelope:
+def reading_envelope(n: int, now: datetime, alarm_events: int = EVENTS_PER_ENVELOPE) -> Envelope:
     """Envelope `n`: 100 readings of one gateway's devices and a couple of alarm events."""
     gateway = _gateway(n)
     start = now - timedelta(minutes=5) + timedelta(milliseconds=n)
@@ -94,7 +94,7 @@ def reading_envelope(n: int, now: datetime) -> Envelope:
         for i in range(READINGS_PER_ENVELOPE)
     )
     events = tuple(
-        _event(gateway, n * EVENTS_PER_ENVELOPE + k, 1, start) for k in range(EVENTS_PER_ENVELOPE)
+        _event(gateway, n * EVENTS_PER_ENVELOPE + k, 1, start) for k in range(alarm_events)
     )
     return Envelope(
         gateway_id=gateway,

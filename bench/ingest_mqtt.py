@@ -14,7 +14,8 @@ Each figure is measured in the same run as its baseline:
   publishes 1,000 readings/s; p50, p99, max over the probes;
 - the peak RSS (`VmHWM`) of each ingest process.
 
-Run: `.venv/bin/python bench/ingest_mqtt.py [envelopes] [latency_probes]`; see bench/README.md.
+Run: `.venv/bin/python bench/ingest_mqtt.py [envelopes] [latency_probes] [alarm_events_per_envelope]`
+(defaults 600, 100, 2); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from bench.ingest import READINGS_PER_ENVELOPE, reading_envelope
 from cloud_ingest import migrations
@@ -158,43 +157,18 @@ def publish_all(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
         client.disconnect()
 
 
-def envelopes(count: int) -> list[tuple[str, bytes]]:
-    """`count` envelopes of 100 readings, timed now, as (topic, payload)."""
+def envelopes(count: int, events: int = 2) -> list[tuple[str, bytes]]:
+    """`count` envelopes of 100 readings and `events` new alarm events each, timed now."""
     now = datetime.now(UTC)
     out = []
     for n in range(count):
-        envelope = reading_envelope(n, now)
+        envelope = reading_envelope(n, now, events)
         out.append((f"steward/v1/{envelope.gateway_id}/up", dumps(envelope)))
     return out
 
 
-def _session_client(client_id: str, mqtt_url: str, *, clean: bool) -> mqtt.Client:
-    """A paho client with a persistent session (kept a day), connected, its loop running."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1_000)
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = 86_400
-    properties.ReceiveMaximum = 1_000
-    url = urllib.parse.urlsplit(mqtt_url)
-    client.connect(
-        url.hostname or LOOPBACK, url.port or 1883, clean_start=clean, properties=properties
-    )
-    return client
-
-
 def relay_rate(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
-    """Readings/s a plain QoS 1 subscriber drains of `payloads` queued for it by the broker."""
-    client_id = f"bench-relay-{uuid.uuid4().hex[:8]}"
-    sub = _session_client(client_id, mqtt_url, clean=True)
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *_a: subscribed.set()
-    sub.loop_start()
-    sub.subscribe("steward/v1/+/up", qos=1)
-    subscribed.wait(10)
-    sub.disconnect()
-    sub.loop_stop()
-    publish_all(mqtt_url, payloads)  # queued for the absent subscriber
-
+    """Readings/s a plain QoS 1 subscriber receives of `payloads` through the broker."""
     done = threading.Event()
     received: list[float] = [0, 0.0]
 
@@ -204,56 +178,39 @@ def relay_rate(mqtt_url: str, payloads: Sequence[tuple[str, bytes]]) -> float:
             received[1] = time.perf_counter()
             done.set()
 
-    started = time.perf_counter()
-    sub = _session_client(client_id, mqtt_url, clean=False)
+    sub = _client(f"bench-relay-{uuid.uuid4().hex[:8]}", mqtt_url)
     sub.on_message = on_message
-    sub.loop_start()
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.subscribe("steward/v1/+/up", qos=1)
+    subscribed.wait(10)
     try:
+        started = publish_all(mqtt_url, payloads)
         if not done.wait(120):
             raise RuntimeError(f"relay: {received[0]} of {len(payloads)} received")
         return len(payloads) * READINGS_PER_ENVELOPE / (received[1] - started)
     finally:
-        sub.disconnect()
         sub.loop_stop()
+        sub.disconnect()
 
 
 def stored_rate(
-    db_url: str,
-    mqtt_url: str,
-    client_ids: Sequence[str],
-    workdir: Path,
-    payloads: Sequence[tuple[str, bytes]],
-) -> tuple[float, list[float], list[float]]:
-    """Readings/s that processes `client_ids` together store of `payloads` queued for them.
-
-    Each process is started once and stopped, so the broker keeps its session and its place in
-    the share group; the stream is published while they are away (no publisher competes for
-    the CPU while they work); then they are started again, and the drain is timed from the
-    moment every one is ready. Returns the rate, each process's share, and their peak RSS.
-    """
-    for client_id in client_ids:
-        with serving(db_url, mqtt_url, client_id, workdir):
-            pass
-    publish_all(mqtt_url, payloads)
+    mqtt_url: str, servers: Sequence[Server], payloads: Sequence[tuple[str, bytes]]
+) -> tuple[float, list[float]]:
+    """Readings/s stored by `servers` together, and each one's share of the readings."""
+    base = [s.counter("readings") for s in servers]
     want = len(payloads) * READINGS_PER_ENVELOPE
-    with contextlib.ExitStack() as stack:
-        servers = [
-            stack.enter_context(serving(db_url, mqtt_url, client_id, workdir))
-            for client_id in client_ids
-        ]
-        started = time.perf_counter()
-        base = [s.counter("readings") for s in servers]
-        deadline = time.monotonic() + 300
-        while True:
-            totals = [s.counter("readings") for s in servers]
-            if sum(totals) >= want:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stored {sum(totals)} of {want} readings")
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-        got = [t - b for t, b in zip(totals, base, strict=True)]
-        return sum(got) / elapsed, [t / want for t in totals], [s.peak_rss_mb() for s in servers]
+    started = publish_all(mqtt_url, payloads)
+    deadline = time.monotonic() + 300
+    while True:
+        got = [s.counter("readings") - b for s, b in zip(servers, base, strict=True)]
+        if sum(got) >= want:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"stored {sum(got)} of {want} readings")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    return sum(got) / elapsed, [g / want for g in got]
 
 
 async def _prepare(db_url: str) -> str:
@@ -298,7 +255,7 @@ def latencies(mqtt_url: str, server: Server, token: str, probes: int) -> list[fl
             n = 0
             next_at = time.monotonic()
             while not stop.is_set():
-                envelope = reading_envelope(n, datetime.now(UTC))
+                envelope = reading_envelope(n, datetime.now(UTC), 0)
                 client.publish(f"steward/v1/{envelope.gateway_id}/up", dumps(envelope), qos=1)
                 n += 1
                 next_at += 1 / per_s
@@ -357,10 +314,10 @@ def _latency_figures(out: dict[str, float], prefix: str, found: Sequence[float])
     out[f"{prefix}_latency_max_ms"] = max(found) * 1000
 
 
-def run(count: int = 600, probes: int = 100) -> dict[str, float]:
-    """Every figure; `count` envelopes of 100 readings per throughput phase."""
+def run(count: int = 600, probes: int = 100, events: int = 2) -> dict[str, float]:
+    """Every figure; `count` envelopes of 100 readings and `events` new alarms each per phase."""
     out: dict[str, float] = {}
-    payloads = envelopes(count)
+    payloads = envelopes(count, events)
     with tempfile.TemporaryDirectory(prefix="steward-bench-mqtt-") as tmp:
         work = Path(tmp)
         with broker() as mq:
@@ -368,30 +325,31 @@ def run(count: int = 600, probes: int = 100) -> dict[str, float]:
 
         sqlite_url = f"sqlite+aiosqlite:///{work}/ingest.db"
         token = asyncio.run(_prepare(sqlite_url))
-        with broker() as mq:
-            rate, _, rss = stored_rate(sqlite_url, mq.url, ["bench-sqlite"], work, payloads)
-            out["sqlite_readings_per_s"], out["sqlite_peak_rss_mb"] = rate, rss[0]
-            with serving(sqlite_url, mq.url, "bench-sqlite", work) as server:
-                _latency_figures(out, "sqlite", latencies(mq.url, server, token, probes))
+        with broker() as mq, serving(sqlite_url, mq.url, "bench-sqlite", work) as server:
+            out["sqlite_readings_per_s"] = stored_rate(mq.url, [server], payloads)[0]
+            _latency_figures(out, "sqlite", latencies(mq.url, server, token, probes))
+            out["sqlite_peak_rss_mb"] = server.peak_rss_mb()
 
         with Postgres() as pg:
             pg.create_database("one")
             pg.create_database("two")
             one_url = pg.url("one", driver="postgresql+asyncpg")
             token = asyncio.run(_prepare(one_url))
-            with broker() as mq:
-                rate, _, rss = stored_rate(one_url, mq.url, ["bench-pg-1"], work, payloads)
-                out["postgres_readings_per_s"], out["postgres_peak_rss_mb"] = rate, rss[0]
-                with serving(one_url, mq.url, "bench-pg-1", work) as server:
-                    _latency_figures(out, "postgres", latencies(mq.url, server, token, probes))
+            with broker() as mq, serving(one_url, mq.url, "bench-pg-1", work) as server:
+                out["postgres_readings_per_s"] = stored_rate(mq.url, [server], payloads)[0]
+                _latency_figures(out, "postgres", latencies(mq.url, server, token, probes))
+                out["postgres_peak_rss_mb"] = server.peak_rss_mb()
             two_url = pg.url("two", driver="postgresql+asyncpg")
             asyncio.run(_prepare(two_url))
-            with broker() as mq:
-                pair = ["bench-pg-a", "bench-pg-b"]
-                rate, shares, rss = stored_rate(two_url, mq.url, pair, work, payloads)
+            with (
+                broker() as mq,
+                serving(two_url, mq.url, "bench-pg-a", work) as a,
+                serving(two_url, mq.url, "bench-pg-b", work) as b,
+            ):
+                rate, shares = stored_rate(mq.url, [a, b], payloads)
                 out["postgres_two_processes_readings_per_s"] = rate
                 out["postgres_two_processes_smaller_share"] = min(shares)
-                out["postgres_two_processes_peak_rss_mb"] = max(rss)
+                out["postgres_two_processes_peak_rss_mb"] = max(a.peak_rss_mb(), b.peak_rss_mb())
     relay = out["relay_readings_per_s"]
     out["sqlite_ratio_relay"] = out["sqlite_readings_per_s"] / relay
     out["postgres_ratio_relay"] = out["postgres_readings_per_s"] / relay
@@ -402,8 +360,9 @@ def run(count: int = 600, probes: int = 100) -> dict[str, float]:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 600
     probes = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    print(json.dumps({"envelopes": count, "probes": probes}))
-    for name, value in run(count, probes).items():
+    events = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    print(json.dumps({"envelopes": count, "probes": probes, "alarm_events_per_envelope": events}))
+    for name, value in run(count, probes, events).items():
         print(f"{name:40} {value:14,.2f}")
 
 
