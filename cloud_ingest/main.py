@@ -84,6 +84,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 telemetry=store.sink,
                 inhibit_settle=timedelta(seconds=settings.inhibit_settle_s),
             )
+            ingest.handoff.start()  # also hands over what an earlier process left marked
             consumer = None
             if settings.mqtt_url is not None:
                 consumer = MqttConsumer(settings.consumer_settings(), ingest)
@@ -104,6 +105,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                     await sweep.stop()
                 if notifier is not None:
                     await notifier.stop()
+                await ingest.handoff.stop()
         finally:
             await store.close()
     finally:

@@ -19,7 +19,6 @@ sweep at once: each change is made, and handed on, by one of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud_ingest.alarms.handoff import Handoff, mark_pending
 from cloud_ingest.alarms.outages import (
     CHANGE_COLUMNS,
     change_of,
@@ -39,6 +39,7 @@ from cloud_ingest.infra.db import WRITE_TRANSACTION
 from cloud_ingest.infra.schema import alarm_instances, gateways
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, WorkOrderService
 from cloud_ingest.stream.alarms import record_alarm_changes
+from cloud_ingest.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class AlarmSweep:
     ) -> None:
         """Keep what each run needs; nothing runs before `start`."""
         self._engine = engine
-        self._work_orders = work_orders
+        self._handoff = Handoff(engine, work_orders, inline_max=None)  # off the ingest's path
         self.settings = settings
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -158,13 +159,12 @@ class AlarmSweep:
             conn = await connection.execution_options(**{WRITE_TRANSACTION: True})
             async with conn.begin():
                 changes = await sweep_once(conn, at, self.settings)
+                if changes and self._handoff.active:
+                    await mark_pending(conn, changes)
         self.runs += 1
         if changes:
             self.changes += len(changes)
-            try:
-                await self._work_orders.alarm_instances_changed(changes)
-            except Exception:
-                log.exception("work-order service failed on %d swept changes", len(changes))
+            await self._handoff.hand_over(changes)
         return changes
 
     def start(self) -> None:
@@ -175,10 +175,7 @@ class AlarmSweep:
     async def stop(self) -> None:
         """Stop the task; a run in progress is cancelled (its transaction rolls back)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     async def _loop(self) -> None:
         interval = self.settings.interval.total_seconds()

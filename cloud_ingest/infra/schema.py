@@ -171,6 +171,7 @@ alarm_instances: Final = Table(
     Column("valid_until", UtcDateTime(), nullable=True),
     Column("stale", Boolean(), nullable=False, server_default=false()),
     Column("inhibited_by", String(1024), nullable=True),
+    Column("handoff_pending", Boolean(), nullable=False, server_default=false(), index=True),
     Column("work_order", JSON(none_as_null=True), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
 )

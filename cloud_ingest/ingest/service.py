@@ -34,8 +34,10 @@ parses every message first (no I/O), then, in **one transaction** (group commit)
   and `stale`.
 
 Only a storage failure raises; the transaction is then rolled back and nothing of the batch is
-kept. After the commit, the changed alarm instances go to the `WorkOrderService`, except the
-inhibited ones, which open no work.
+kept. The changed alarm instances are marked for the `WorkOrderService` inside the transaction
+and handed to it after the commit (`cloud_ingest/alarms/handoff.py`: the most urgent at once, the
+rest of a burst by a background worker, never lost), except the inhibited ones, which open no
+work.
 
 `settle(batch)` does the same and says what became of each message (an `Outcome`: stored,
 duplicate, rejected with its reason, or ignored), for a transport that answers per message (the
@@ -64,6 +66,7 @@ from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cloud_ingest.alarms.handoff import Handoff, mark_pending
 from cloud_ingest.alarms.outages import (
     CHANGE_COLUMNS,
     Outage,
@@ -232,6 +235,8 @@ class IngestService:
     ) -> None:
         self._engine = engine
         self._work_orders: WorkOrderService = work_orders or NoWorkOrders()
+        self.handoff = Handoff(engine, self._work_orders)
+        """Hands the changed alarm instances on after each commit (`cloud_ingest/alarms/handoff.py`)."""
         self.require_registration = require_registration
         self.max_bytes = max_bytes
         self.max_future = max_future
@@ -268,11 +273,7 @@ class IngestService:
             self.counters.storage_failures += 1
             raise
         self._count(len(batch), outcome, time.perf_counter() - started)
-        if outcome.changes:
-            try:
-                await self._work_orders.alarm_instances_changed(outcome.changes)
-            except Exception:
-                log.exception("work-order service failed on %d changes", len(outcome.changes))
+        await self.handoff.hand_over(outcome.changes)
         return _outcomes(parsed, outcome)
 
     def _count(self, messages: int, outcome: _Outcome, seconds: float) -> None:
@@ -398,6 +399,8 @@ class IngestService:
         await self._store_alarm_events(conn, ups, outcome)
         await self._apply_statuses(conn, ups, statuses, outcome)
         await record_alarm_changes(conn, outcome.changes)
+        if self.handoff.active and outcome.changes:
+            await mark_pending(conn, outcome.changes)
         outcome.stored.update(map(id, ups))
         outcome.stored.update(map(id, statuses))
         position = {id(item.message): i for i, item in enumerate(parsed) if item is not None}

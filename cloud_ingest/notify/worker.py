@@ -38,6 +38,7 @@ from cloud_ingest.infra.schema import (
 )
 from cloud_ingest.notify.channels import ChannelFactory, DeliveryError, Message, SmtpSettings
 from cloud_ingest.notify.outbox import DEAD, FAILED, PENDING, SENT
+from cloud_ingest.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -275,10 +276,7 @@ class DeliveryWorker:
     async def stop(self) -> None:
         """Stop the task (sends in flight are cancelled and retried after the lease)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         client, self._own_client = self._own_client, None
         if client is not None:
             await client.aclose()

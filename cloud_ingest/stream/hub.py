@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cloud_ingest.auth.models import User
 from cloud_ingest.auth.scope import user_sees, visible
 from cloud_ingest.infra.schema import stream_events
+from cloud_ingest.tasks import cancel
 
 if TYPE_CHECKING:
     from cloud_ingest.infra.config import Settings
@@ -241,10 +242,7 @@ class Hub:
     async def stop(self) -> None:
         """Stop polling and end every client's stream."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         for sub in list(self._subs):
             sub.close()
         self._subs.clear()

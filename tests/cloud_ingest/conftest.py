@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloud_ingest import migrations
+from cloud_ingest.infra.db import create_engine
 from core.envelope_json import dumps
 from core.metrics import Metric
 from core.types import AlarmEvent, AlarmState, Envelope, Reading, Severity
@@ -53,3 +57,21 @@ def _envelope(gateway: str = "gw-1", readings: int = 3, alarm_events: int = 1) -
 def make_envelope() -> EnvelopeFactory:
     """Build envelope bytes timed now (so the ingest's time bounds accept them)."""
     return _envelope
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/steward.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def migrated_engine(any_db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on `any_db_url`, migrated to the newest revision."""
+    engine = create_engine(any_db_url)
+    await migrations.upgrade(engine)
+    yield engine
+    await engine.dispose()
