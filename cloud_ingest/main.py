@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from http import HTTPStatus
@@ -173,7 +173,24 @@ def _collector(app: FastAPI) -> IngestCollector:
         sink = None if store is None else store.influx
         return None if sink is None else sink.counters
 
-    return IngestCollector(counters, consumer_stats, influx_counters)
+    def state_of(name: str, attribute: str) -> Callable[[], object | None]:
+        def read() -> object | None:
+            owner = getattr(app.state, name, None)
+            return None if owner is None else getattr(owner, attribute)
+
+        return read
+
+    def handoff_counters() -> object | None:
+        ingest: IngestService | None = app.state.ingest
+        return None if ingest is None else ingest.handoff.counters
+
+    workers = {
+        "alarm_handoff": handoff_counters,
+        "work_orders": state_of("work_orders", "stats"),
+        "notify": state_of("notifier", "counters"),
+        "stream": state_of("stream_hub", "stats"),
+    }
+    return IngestCollector(counters, consumer_stats, influx_counters, workers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -193,6 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.telemetry_reader = None
     app.state.work_orders = None
     app.state.stream_hub = None
+    app.state.notifier = None
 
     registry = registry_for(_collector(app))
     _add_problem_handlers(app)

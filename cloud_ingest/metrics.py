@@ -6,7 +6,8 @@ so several apps in one process (tests, two ingest instances) never share or coll
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -32,10 +33,17 @@ class IngestCollector(Collector):
         counters: Callable[[], IngestCounters | None],
         consumer: Callable[[], ConsumerStats | None],
         influx: Callable[[], InfluxCounters | None] | None = None,
+        workers: Mapping[str, Callable[[], object | None]] | None = None,
     ) -> None:
+        """Read counters through the callables at each scrape.
+
+        `workers` maps a name to a callable giving a dataclass of counters (or `None`): each
+        integer field becomes `steward_ingest_<name>_<field>_total`.
+        """
         self._counters = counters
         self._consumer = consumer
         self._influx = influx
+        self._workers = dict(workers or {})
 
     def collect(self) -> Iterator[Metric]:
         """The metrics now."""
@@ -48,6 +56,19 @@ class IngestCollector(Collector):
         influx = None if self._influx is None else self._influx()
         if influx is not None:
             yield from influx_metrics(influx)
+        for name, read in self._workers.items():
+            found = read()
+            if found is not None:
+                yield from _worker_counters(name, found)
+
+
+def _worker_counters(name: str, counters: object) -> Iterator[Metric]:
+    """Each integer field of the dataclass `counters` as a counter named after it."""
+    for f in dataclasses.fields(counters):  # type: ignore[arg-type]
+        value = getattr(counters, f.name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            words = f.name.replace("_", " ")
+            yield _counter(f"{name}_{f.name}", f"{name.replace('_', ' ')}: {words}.", value)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:

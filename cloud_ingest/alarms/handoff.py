@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from sqlalchemy import and_, case, select, update
@@ -58,6 +59,16 @@ async def mark_pending(conn: AsyncConnection, changes: Sequence[AlarmInstanceCha
         )
 
 
+@dataclass
+class HandoffCounters:
+    """What a handoff did, since it was created (`/metrics`: `steward_ingest_alarm_handoff_*`)."""
+
+    handed: int = 0
+    """Changes handed over (and their marks cleared)."""
+    failures: int = 0
+    """Calls of the work-order service, or worker passes, that failed (their changes stay marked)."""
+
+
 class Handoff:
     """Hands marked alarm changes to a `WorkOrderService`; see the module docstring."""
 
@@ -80,10 +91,7 @@ class Handoff:
         self.interval_s = interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.handed = 0
-        """Changes handed over (and cleared), in total."""
-        self.failures = 0
-        """Calls of the work-order service that raised (their changes stay marked)."""
+        self.counters = HandoffCounters()
 
     @property
     def active(self) -> bool:
@@ -128,11 +136,11 @@ class Handoff:
         try:
             await self.work_orders.alarm_instances_changed(changes)
         except Exception:
-            self.failures += 1
+            self.counters.failures += 1
             log.exception("work-order service failed on %d changes; they stay marked", len(changes))
             return 0
         await self._clear(changes)
-        self.handed += len(changes)
+        self.counters.handed += len(changes)
         return len(changes)
 
     async def _clear(self, changes: Sequence[AlarmInstanceChange]) -> None:
@@ -177,7 +185,7 @@ class Handoff:
             try:
                 handed = await self.run_pending_once()
             except Exception:
-                self.failures += 1
+                self.counters.failures += 1
                 log.exception("alarm handoff failed; retrying")
             if handed:
                 continue  # more may be marked; its awaits let the ingest run in between

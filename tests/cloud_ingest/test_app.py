@@ -177,6 +177,11 @@ async def test_metrics_read_the_counters_at_scrape_time(
         assert 'steward_ingest_rejections_total{reason="bad_json"} 1.0' in lines
         assert "steward_ingest_write_seconds_count 1.0" in lines
         assert "steward_ingest_consumer_unacked" not in response.text  # no consumer configured
+        # The critical alarm went to the work-order service and opened an order.
+        assert "steward_ingest_alarm_handoff_handed_total 1.0" in lines
+        assert "steward_ingest_work_orders_orders_opened_total 1.0" in lines
+        assert "steward_ingest_stream_polls_total" in response.text
+        assert "steward_ingest_notify_runs_total" in response.text
         other_metrics = (await other_client.get("/metrics")).text
         assert "steward_ingest_readings_total 0.0" in other_metrics.splitlines()
 
