@@ -60,8 +60,9 @@ def make_envelope() -> EnvelopeFactory:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database of each kind: a SQLite file, then a fresh PostgreSQL database."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, then a fresh PostgreSQL database (the
+    DB tests of this folder run on both)."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/steward.db"
     url: str = request.getfixturevalue("postgres_url")
@@ -69,9 +70,9 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def migrated_engine(any_db_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on `any_db_url`, migrated to the newest revision."""
-    engine = create_engine(any_db_url)
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on `db_url`, migrated to the newest revision (a test module may define its own)."""
+    engine = create_engine(db_url)
     await migrations.upgrade(engine)
     yield engine
     await engine.dispose()

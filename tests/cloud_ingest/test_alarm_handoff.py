@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,11 +19,6 @@ from core.envelope_json import dumps
 from core.types import AlarmEvent, AlarmState, Envelope, Severity
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def engine(migrated_engine: AsyncEngine) -> AsyncEngine:
-    return migrated_engine
 
 
 class Recording:

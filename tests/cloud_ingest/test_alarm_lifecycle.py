@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,17 +18,14 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_ingest import migrations
 from cloud_ingest.alarms.outages import offline_fingerprint
 from cloud_ingest.alarms.stale import mark_stale
 from cloud_ingest.alarms.sweep import AlarmSweep, SweepSettings
 from cloud_ingest.auth.service import add_user
 from cloud_ingest.infra.config import load_settings
-from cloud_ingest.infra.db import create_engine
 from cloud_ingest.infra.schema import alarm_events, alarm_instances, gateways
 from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.ingest.service import IngestService
@@ -41,22 +38,6 @@ T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 SETTLE = timedelta(seconds=120)
 GRACE = timedelta(seconds=60)
 OFFLINE = offline_fingerprint("gw-a")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/steward.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(db_url)
-    await migrations.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 class RecordingWorkOrders:

@@ -29,15 +29,6 @@ LOTUS = "huangpu/nanjing-e/xinhua/g01/lotus"
 PINE = "huangpu/nanjing-e/xinhua/g02/pine"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/steward.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 def rows(url: str, table: Any) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         engine = create_engine(url)
