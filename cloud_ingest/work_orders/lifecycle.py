@@ -54,8 +54,11 @@ class Action(StrEnum):
     ACCEPT = "accept"
     DISPATCH = "dispatch"
     REJECT = "reject"
+    CONFIRM = "confirm"
     START = "start"
     HOLD = "hold"
+    APPROVE_HOLD = "approve_hold"
+    DENY_HOLD = "deny_hold"
     RESUME = "resume"
     SUBMIT = "submit"
     VERIFY = "verify"
@@ -99,6 +102,7 @@ BAD_RATING_MAX: Final = 2
 _STAFF: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
 _FIELD: Final = frozenset({Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN})
 _EVERYONE: Final = frozenset(Role)
+_APPROVERS: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +133,13 @@ TRANSITIONS: Final[Mapping[Action, Transition]] = {
         Transition(
             Action.REJECT, frozenset({State.DISPATCHED}), State.ACCEPTED, ("reason",), _FIELD
         ),
+        Transition(Action.CONFIRM, frozenset({State.DISPATCHED}), None, (), _FIELD),
         Transition(Action.START, frozenset({State.DISPATCHED}), State.IN_PROGRESS, (), _FIELD),
         Transition(Action.HOLD, frozenset({State.IN_PROGRESS}), State.ON_HOLD, ("reason",), _FIELD),
+        Transition(Action.APPROVE_HOLD, frozenset({State.ON_HOLD}), None, (), _APPROVERS),
+        Transition(
+            Action.DENY_HOLD, frozenset({State.ON_HOLD}), State.IN_PROGRESS, ("reason",), _APPROVERS
+        ),
         Transition(Action.RESUME, frozenset({State.ON_HOLD}), State.IN_PROGRESS, (), _FIELD),
         Transition(
             Action.SUBMIT,
@@ -163,7 +172,7 @@ TRANSITIONS: Final[Mapping[Action, Transition]] = {
 """The whole state machine for people's actions."""
 
 _TECHNICIAN_OWN: Final = frozenset(
-    {Action.REJECT, Action.START, Action.HOLD, Action.RESUME, Action.SUBMIT}
+    {Action.REJECT, Action.CONFIRM, Action.START, Action.HOLD, Action.RESUME, Action.SUBMIT}
 )
 """Actions a technician may take only on an order dispatched to them."""
 _TIMESTAMPS: Final = {

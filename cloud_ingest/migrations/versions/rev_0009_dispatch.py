@@ -1,0 +1,23 @@
+"""Teams, technicians, rosters and the shared pool of lent technicians and equipment.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Nothing yet."""
+
+
+def downgrade() -> None:
+    """Nothing yet."""
