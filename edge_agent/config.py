@@ -9,9 +9,10 @@ every issue at once. Validation reads the file and the TLS files it names; nothi
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AllowInfNan,
@@ -37,6 +38,7 @@ from core.yaml_located import Located, YamlError, load_file, load_located
 from core.zones import check_zone
 from edge_agent.config_errors import ConfigError
 from edge_agent.uplink_settings import UplinkSettings
+from firmware_adapters.modbus_table import RegisterTable, TableError, parse_register_table
 from rules import packs
 from rules.spec import RuleSet, load_rule_files
 
@@ -169,13 +171,38 @@ class RegisterBlock(_Model):
 
 
 class ModbusBinding(_Model):
-    """How a device is polled on a Modbus bus."""
+    """How a device is polled on a Modbus bus.
+
+    `registers` lists the blocks read in one request each. A device decoded by
+    `modbus.generic.table` also gives its register table here: `fields` (and `function`, 3 for
+    holding or 4 for input registers), in the form of `firmware_adapters.modbus_table`; without
+    `registers` it is read as one block from its first to its last register.
+    """
 
     bus: Identifier
     slave: StrictInt = Field(ge=1, le=247)
     interval_s: PositiveSeconds = 10.0
     timeout_s: PositiveSeconds = 1.0
-    registers: tuple[RegisterBlock, ...] = Field(min_length=1)
+    registers: tuple[RegisterBlock, ...] = ()
+    function: Literal[3, 4] = 3
+    fields: tuple[dict[str, object], ...] | None = None
+
+    def register_table(self) -> RegisterTable | None:
+        """The register table of `fields` (None without `fields` or when it is invalid)."""
+        if not self.fields:
+            return None
+        try:
+            return parse_register_table({"function": self.function, "fields": list(self.fields)})
+        except TableError:
+            return None
+
+    def blocks(self) -> tuple[RegisterBlock, ...]:
+        """The blocks to read: `registers`, else the whole register table in one block."""
+        table = self.register_table()
+        if self.registers or table is None:
+            return self.registers
+        kind: Literal["holding", "input"] = "input" if table.function == 4 else "holding"  # noqa: PLR2004
+        return (RegisterBlock(table=kind, address=table.first, count=table.count),)
 
 
 class DeviceConfig(_Model):
@@ -368,6 +395,7 @@ def _cross_issues(
     yield from _codec_issues(config, issue)
     yield from _derive_issues(config, issue)
     yield from _binding_issues(config, issue)
+    yield from _modbus_table_issues(config, issue)
     yield from _serial_device_issues(config, issue)
     yield from _location_issues(config, issue)
     yield from _unique_devices(config, issue)
@@ -441,6 +469,57 @@ def _binding_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
     if config.actions and mqtt is None:
         yield issue(
             ("actions",), "local actions publish to the local broker: configure sources.mqtt"
+        )
+
+
+GENERIC_TABLE_CODEC: Final = "modbus.generic.table"
+MAX_BLOCK: Final = 125
+"""Registers one Modbus read may ask for."""
+_FIELD_ERROR: Final = re.compile(r"^fields\[(\d+)\](?:\.(\w+))?: ")
+
+
+def _modbus_table_issues(config: EdgeConfig, issue: _IssueFn) -> Iterator[Issue]:
+    """A Modbus binding's blocks, and the register table of a `modbus.generic.table` device."""
+    for index, device in enumerate(config.devices):
+        if device.modbus is not None:
+            yield from _binding_table_issues(
+                device.modbus,
+                ("devices", index, "modbus"),
+                issue,
+                generic=device.codec == GENERIC_TABLE_CODEC,
+            )
+
+
+def _binding_table_issues(
+    binding: ModbusBinding, where: tuple[str | int, ...], issue: _IssueFn, *, generic: bool
+) -> Iterator[Issue]:
+    if binding.fields is None:
+        if generic:
+            yield issue(where, f"{GENERIC_TABLE_CODEC} needs the register table: list its 'fields'")
+        elif not binding.registers:
+            yield issue(where, "list at least one block under 'registers'")
+        return
+    if not generic:
+        yield issue(
+            (*where, "fields"), f"a register table applies only to codec {GENERIC_TABLE_CODEC}"
+        )
+        return
+    try:
+        table = parse_register_table({"function": binding.function, "fields": binding.fields})
+    except TableError as err:
+        for message in err.errors:
+            match = _FIELD_ERROR.match(message)
+            if match is None:
+                yield issue((*where, "fields"), message)
+                continue
+            path: tuple[str | int, ...] = (*where, "fields", int(match[1]))
+            yield issue((*path, match[2]) if match[2] else path, message[match.end() :])
+        return
+    if not binding.registers and table.count > MAX_BLOCK:
+        yield issue(
+            (*where, "fields"),
+            f"the table spans {table.count} registers (from {table.first}), more than one "
+            f"read of {MAX_BLOCK}: list the blocks to read under 'registers'",
         )
 
 

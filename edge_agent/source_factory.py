@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import orjson
+
 from edge_agent.bindings import BindingsHolder
-from edge_agent.config import EdgeConfig
+from edge_agent.config import EdgeConfig, ModbusBinding
 from edge_agent.sources.base import Backoff, Source, SourceContext
 from edge_agent.sources.dc09 import Dc09Receiver, sia_dc09_answer
 from edge_agent.sources.mqtt import MqttSource
 from edge_agent.sources.replies import REPLIES
+from firmware_adapters.codecs.modbus.generic_table import TABLE_META
 from firmware_adapters.registry import CODECS
 
 
@@ -48,7 +51,8 @@ def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHold
                 slave=d.modbus.slave,
                 interval_s=d.modbus.interval_s,
                 timeout_s=d.modbus.timeout_s,
-                blocks=tuple(Block(b.table, b.address, b.count) for b in d.modbus.registers),
+                blocks=tuple(Block(b.table, b.address, b.count) for b in d.modbus.blocks()),
+                meta=_table_meta(d.modbus),
             )
             for d in config.devices
             if d.modbus is not None and d.modbus.bus == bus.id
@@ -90,3 +94,11 @@ def build_sources(config: EdgeConfig, ctx: SourceContext, bindings: BindingsHold
             )
         )
     return sources
+
+
+def _table_meta(binding: ModbusBinding) -> dict[str, str]:
+    """The frame meta that carries a binding's register table to `modbus.generic.table`."""
+    if not binding.fields:
+        return {}
+    table = {"function": binding.function, "fields": list(binding.fields)}
+    return {TABLE_META: orjson.dumps(table).decode()}

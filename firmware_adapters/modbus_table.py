@@ -192,9 +192,7 @@ def _field(entry: object, where: str, errors: list[str]) -> RegisterField | None
         errors.append(f"{where}.address: {address!r} is not a register address 0-65535")
     data_type = next((t for t in DataType if t.value == entry.get("type", "u16")), None)
     if data_type is None:
-        errors.append(
-            f"{where}.type: {entry.get('type')!r} is not one of {[t.value for t in DataType]}"
-        )
+        errors.append(f"{where}.type: {entry.get('type')!r} is not one of {', '.join(DataType)}")
     order = next((o for o in WordOrder if o.value == entry.get("word_order", "big")), None)
     if order is None:
         errors.append(f"{where}.word_order: {entry.get('word_order')!r} is not big or little")

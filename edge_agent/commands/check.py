@@ -73,11 +73,15 @@ def _load(path: Path) -> tuple[EdgeConfig | None, RuleSet | None, list[str]]:
 def reported_metrics(device: DeviceConfig) -> frozenset[Metric]:
     """What a bound device reports: its binding's `metrics`, else its codec's declaration.
 
-    A codec that serves many models (Zigbee2MQTT exposes, a Modbus register table) is taken to
-    report what a device of the binding's kind typically does.
+    A Modbus device with its own register table reports the table's metrics. A codec that serves
+    many models (Zigbee2MQTT exposes) is otherwise taken to report what a device of the binding's
+    kind typically does.
     """
     if device.metrics is not None:
         return frozenset(device.metrics)
+    table = device.modbus.register_table() if device.modbus is not None else None
+    if table is not None:
+        return table.metrics
     codec = CODECS.get(device.codec)
     if codec is None:
         return frozenset()

@@ -4,7 +4,8 @@ pymodbus owns framing and CRC. Each device is read every `interval_s` (of the ag
 simulated clock polls as often in simulated time), each request bounded by the
 device's `timeout_s`. Each block's answer becomes one RawFrame for the device's codec in the codec
 contract of `firmware_adapters.modbus_codec`: the response ADU (rebuilt from the registers pymodbus
-checked) with the first register in `meta["address"]`. A device that stops
+checked) with the first register in `meta["address"]`, the register kind in `meta["table"]`
+(`holding` or `input`) and the device's own `meta` (a generic table's `register_table`). A device that stops
 answering gets a fault reading (once) until it answers again; a bus whose port disappears is
 reconnected with jittered backoff. A poll that fails unforeseen (not a Modbus error) counts as a
 failed poll and a `codec_error` of the device's codec, logged with its traceback once per kind; the
@@ -16,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from pymodbus import FramerType
@@ -54,6 +55,8 @@ class PolledDevice:
     interval_s: float
     timeout_s: float
     blocks: tuple[Block, ...]
+    meta: Mapping[str, str] = field(default_factory=dict)
+    """Carried in every frame's `meta` for the codec (`register_table` of a generic table)."""
 
 
 class ModbusPollError(Exception):
@@ -165,6 +168,7 @@ class ModbusBusSource:
                     "slave": str(device.slave),
                     "address": str(block.address),
                     "table": block.table,
+                    **device.meta,
                 },
             )
             for block, registers in answers

@@ -180,7 +180,9 @@ def test_generic_table_from_meta_is_parsed_once() -> None:
     adu = generic_table.encode({"table": spec, "water_level_mm": 812, "slave": 7})
     generic_table.table_from_json.cache_clear()
     for _ in range(3):
-        result = generic_table.decode(frame(generic_table.CODEC_ID, adu, address="3", table=text))
+        result = generic_table.decode(
+            frame(generic_table.CODEC_ID, adu, address="3", register_table=text)
+        )
         assert [(r.metric, r.value) for r in result.readings] == [(Metric.WATER_LEVEL_MM, 812)]
     assert generic_table.table_from_json.cache_info().misses == 1
 
@@ -188,7 +190,9 @@ def test_generic_table_from_meta_is_parsed_once() -> None:
 @pytest.mark.parametrize("table", ["", "[1]", "{bad json", '{"fields": []}'])
 def test_generic_table_without_a_valid_table_is_malformed(table: str) -> None:
     with pytest.raises(DecodeError) as info:
-        generic_table.decode(frame(generic_table.CODEC_ID, build_response(1, [1]), table=table))
+        generic_table.decode(
+            frame(generic_table.CODEC_ID, build_response(1, [1]), register_table=table)
+        )
     assert info.value.reason is DecodeReason.MALFORMED
 
 
@@ -240,7 +244,7 @@ def test_a_non_finite_f32_register_drops_only_that_value(nan_or_inf: int) -> Non
         '{"metric":"water_level_mm","address":2}]}'
     )
     adu = build_response(1, [nan_or_inf >> 16, nan_or_inf & 0xFFFF, 1234])
-    result = generic_table.CODEC.decode(frame(generic_table.CODEC_ID, adu, table=table))
+    result = generic_table.CODEC.decode(frame(generic_table.CODEC_ID, adu, register_table=table))
     assert [(r.metric, r.value) for r in result.readings] == [(Metric.WATER_LEVEL_MM, 1234)]
     (issue,) = result.warnings
     assert isinstance(issue, DecodeIssue)
@@ -256,6 +260,6 @@ def test_a_non_finite_f32_register_drops_only_that_value(nan_or_inf: int) -> Non
 def test_hostile_table_metadata_is_malformed(table: str) -> None:
     with pytest.raises(DecodeError) as info:
         generic_table.CODEC.decode(
-            frame(generic_table.CODEC_ID, build_response(1, [1]), table=table)
+            frame(generic_table.CODEC_ID, build_response(1, [1]), register_table=table)
         )
     assert info.value.reason is DecodeReason.MALFORMED

@@ -1,6 +1,7 @@
 """Any Modbus RTU sensor whose register table comes from configuration (`modbus.generic.table`).
 
-The device's binding puts its table in `meta["table"]` as compact JSON of the mapping that
+The device's binding (`modbus: {fields: [...], function: 3}` in the gateway's configuration) puts
+its table in `meta["register_table"]` as compact JSON of the mapping that
 `firmware_adapters.modbus_table.parse_register_table` accepts, e.g.
 `{"fields":[{"metric":"water_level_mm","address":0,"type":"u16"}]}`; the edge agent validates the
 table when it loads the configuration, and this decoder parses each distinct JSON text once
@@ -29,6 +30,8 @@ from firmware_adapters.modbus_codec import decode_with_table, encode_with_table
 from firmware_adapters.modbus_table import RegisterTable, TableError, parse_register_table
 
 CODEC_ID = "modbus.generic.table"
+TABLE_META = "register_table"
+"""The frame meta key holding the register table's JSON."""
 DEFAULT_SLAVE = 1
 
 
@@ -49,9 +52,9 @@ def table_from_json(text: str) -> RegisterTable:
 
 
 def decode(frame: RawFrame) -> DecodeResult:
-    """Decode a response ADU with the table carried in `meta["table"]`."""
+    """Decode a response ADU with the table carried in `meta["register_table"]`."""
     try:
-        table = table_from_json(frame.meta.get("table", ""))
+        table = table_from_json(frame.meta.get(TABLE_META, ""))
     except TableError as err:
         raise DecodeError(
             CODEC_ID, DecodeReason.MALFORMED, f"meta table: {err}", frame.payload
