@@ -15,13 +15,13 @@ class RuleFileError(RuleError, ValueError):
     """One or more rule files (or rule test files) are invalid; nothing was loaded.
 
     `issues` holds every problem found, in file order; `errors` the same as `file:line: message`
-    text (line 0 for a file that could not be read at all).
+    text (`file: message` for a file that could not be read at all, as `core.issues.Issue` prints).
     """
 
     def __init__(self, issues: Sequence[Issue]) -> None:
         """Keep every issue; the message lists them one per line."""
         self.issues = tuple(issues)
-        self.errors = tuple(f"{i.file}:{i.line}: {i.message}" for i in self.issues)
+        self.errors = tuple(str(i) for i in self.issues)
         super().__init__("\n".join(self.errors))
 
 

@@ -76,7 +76,7 @@ def test_check_validates_the_rule_files_the_config_names(
     assert main(["check", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     rules = tmp_path / "rules.yaml"
-    assert f"{tmp_path / 'missing.yaml'}:0: cannot read rule file" in err
+    assert f"{tmp_path / 'missing.yaml'}: cannot read rule file" in err
     assert f"{rules}:8: rules.1.severity:" in err
     assert f"{rules}:10: rules.2.match.metric:" in err
     assert err.splitlines()[-1] == f"{path}: 3 error(s)"

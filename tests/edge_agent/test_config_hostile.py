@@ -73,8 +73,8 @@ def test_a_rule_file_that_is_a_device_is_refused_without_reading_it(tmp_path: Pa
     with pytest.raises(RuleFileError) as caught:
         load_rules(load_config(path), path)
     assert caught.value.errors == (
-        "/dev/zero:0: cannot read rule file: not a regular file",
-        f"{tmp_path / 'rules.d'}:0: cannot read rule file: is a directory, not a file",
+        "/dev/zero: cannot read rule file: not a regular file",
+        f"{tmp_path / 'rules.d'}: cannot read rule file: is a directory, not a file",
     )
     _, errors = validate(path)  # edge-agent check
     assert errors == list(caught.value.errors)

@@ -103,8 +103,8 @@ def test_rule_files_that_are_not_regular_files_are_refused(tmp_path: Path) -> No
     with pytest.raises(RuleFileError) as caught:
         load_rule_files(["/dev/zero", tmp_path])
     assert caught.value.errors == (
-        "/dev/zero:0: cannot read rule file: not a regular file",
-        f"{tmp_path}:0: cannot read rule file: is a directory, not a file",
+        "/dev/zero: cannot read rule file: not a regular file",
+        f"{tmp_path}: cannot read rule file: is a directory, not a file",
     )
 
 

@@ -71,7 +71,7 @@ def test_errors_across_files_are_collected_and_nothing_loads(tmp_path: Path) -> 
     text = str(caught.value)
     assert f"{dup}:3: rules.0: duplicate rule id 'bin_full' (first at {good}:3)" in text
     assert f"{syntax}:4: YAML syntax" in text
-    assert f"{tmp_path / 'missing.yaml'}:0: cannot read rule file" in text
+    assert f"{tmp_path / 'missing.yaml'}: cannot read rule file" in text
 
 
 def test_duplicate_keys_are_errors() -> None:
