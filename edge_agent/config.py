@@ -58,7 +58,7 @@ Baudrate = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class GatewayConfig(_Model):
@@ -71,6 +71,7 @@ class GatewayConfig(_Model):
     site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=256)] | None = None
     """First part of alarm fingerprints (`site/device/rule`); defaults to the gateway id."""
     timezone: str = "UTC"
+    """IANA time zone of the site (`Asia/Shanghai`): rules' time-of-day windows run in it."""
 
     @field_validator("site")
     @classmethod
@@ -96,12 +97,16 @@ class SerialSourceConfig(_Model):
     """A serial port read as a stream of frames of one codec (e.g. a fire panel's UART)."""
 
     id: Identifier
+    """Name of the source (also the default device its frames belong to)."""
     port: str = Field(min_length=1, description="prefer a stable /dev/serial/by-id/... path")
     baudrate: Baudrate = 9600
+    """Line speed of the port."""
     codec: str
+    """The codec whose framer cuts the byte stream into frames (`serial.gbt26875.3`, ...)."""
     device: Identifier | None = None
     """The device bound to frames of this port (one of `devices`); defaults to the source id."""
     reopen_max_s: PositiveSeconds = 30.0
+    """Longest wait between attempts to reopen a port that disappeared."""
 
     @property
     def bound_device(self) -> str:
@@ -113,6 +118,7 @@ class Zigbee2MqttConfig(_Model):
     """Zigbee2MQTT on the local broker."""
 
     base_topic: str = "zigbee2mqtt"
+    """Zigbee2MQTT's `base_topic` setting."""
 
 
 class ChirpStackConfig(_Model):
@@ -126,48 +132,73 @@ class LocalMqttConfig(_Model):
     """The broker on the gateway itself (Zigbee2MQTT, ChirpStack, local actuators)."""
 
     host: str = "127.0.0.1"
+    """The local broker's address."""
     port: Port = 1883
+    """The local broker's port."""
     client_id: str = ""
+    """MQTT client id on the local broker; empty: one is generated."""
     keepalive_s: StrictInt = Field(default=30, ge=5, le=3600)
+    """MQTT keepalive with the local broker."""
     broker_drops: StrictBool = True
     """Follow the broker's count of dropped messages (Mosquitto `$SYS`) in the self-statistics."""
     zigbee2mqtt: Zigbee2MqttConfig | None = None
+    """Follow Zigbee2MQTT (Zigbee devices bound by `friendly_name`)."""
     chirpstack: ChirpStackConfig | None = None
+    """Follow ChirpStack v4's MQTT integration (LoRaWAN devices bound by `dev_eui`)."""
 
 
 class ModbusBusConfig(_Model):
     """An RS-485 bus polled with Modbus RTU."""
 
     id: Identifier
+    """Name of the bus, referred to by devices' `modbus.bus`."""
     port: str = Field(min_length=1)
+    """The RS-485 adapter: prefer a stable `/dev/serial/by-id/...` path."""
     baudrate: Baudrate = 9600
+    """Line speed of the bus."""
     parity: Literal["N", "E", "O"] = "N"
+    """`N` none, `E` even, `O` odd."""
     stopbits: StrictInt = Field(default=1, ge=1, le=2)
+    """Stop bits per character."""
 
 
 class Dc09ReceiverConfig(_Model):
     """A SIA DC-09 receiver port that alarm panels report to over TCP."""
 
     host: str = "127.0.0.1"
+    """Address to listen on (`0.0.0.0`: every interface of the gateway)."""
     port: Port = 7000
+    """TCP port the panels report to."""
     codec: str = "ip.sia.dc09"
+    """The codec of the panels' messages (`ip.sia.dc09`, Contact ID or SIA inside)."""
 
 
 class SourcesConfig(_Model):
     """Every way bytes reach the gateway."""
 
     serial: tuple[SerialSourceConfig, ...] = ()
+    """Serial ports read as streams of frames (fire panels, Contact ID receivers)."""
     mqtt: LocalMqttConfig | None = None
+    """The broker on the gateway itself (Zigbee2MQTT, ChirpStack, local actuators)."""
     modbus: tuple[ModbusBusConfig, ...] = ()
+    """RS-485 buses polled with Modbus RTU."""
     dc09: Dc09ReceiverConfig | None = None
+    """A SIA DC-09 receiver for intrusion panels reporting over TCP."""
 
 
 class RegisterBlock(_Model):
     """A block of registers read in one request."""
 
     table: Literal["holding", "input"] = "holding"
+    """`holding` (function 3) or `input` (function 4) registers."""
     address: StrictInt = Field(ge=0, lt=65_536)
+    """First register of the block."""
     count: StrictInt = Field(default=1, ge=1, le=125)
+    """Registers read in one request (at most 125)."""
+
+
+INPUT_FUNCTION: Final = 4
+"""Modbus function 4 reads input registers (3: holding)."""
 
 
 class ModbusBinding(_Model):
@@ -180,12 +211,20 @@ class ModbusBinding(_Model):
     """
 
     bus: Identifier
+    """The bus the device hangs on (an `id` under `sources.modbus`)."""
     slave: StrictInt = Field(ge=1, le=247)
+    """The device's Modbus address on the bus."""
     interval_s: PositiveSeconds = 10.0
+    """Time between two polls of the device."""
     timeout_s: PositiveSeconds = 1.0
+    """No answer within this time is a failed poll (a silent device gets a fault reading)."""
     registers: tuple[RegisterBlock, ...] = ()
+    """The blocks read, one request each (optional with `fields`: then the table's span)."""
     function: Literal[3, 4] = 3
+    """The registers of `fields`: 3 holding, 4 input."""
     fields: tuple[dict[str, object], ...] | None = None
+    """The register table of a `modbus.generic.table` device: `{metric, address, type (u16, s16,
+    u32, s32, f32), scale, offset, word_order}` per field."""
 
     def register_table(self) -> RegisterTable | None:
         """The register table of `fields` (None without `fields` or when it is invalid)."""
@@ -201,7 +240,9 @@ class ModbusBinding(_Model):
         table = self.register_table()
         if self.registers or table is None:
             return self.registers
-        kind: Literal["holding", "input"] = "input" if table.function == 4 else "holding"  # noqa: PLR2004
+        kind: Literal["holding", "input"] = (
+            "input" if table.function == INPUT_FUNCTION else "holding"
+        )
         return (RegisterBlock(table=kind, address=table.first, count=table.count),)
 
 
@@ -209,16 +250,26 @@ class DeviceConfig(_Model):
     """One bound device: identity, codec, kind, place, labels and its transport address."""
 
     id: Identifier
+    """Unique device id; second part of alarm fingerprints (`site/device/rule`)."""
     codec: str
+    """The codec that decodes this device's frames (`edge-agent codecs` lists them)."""
     kind: DeviceKind = DeviceKind.OTHER
+    """What the device is: rules and the coverage check select devices by kind."""
     location: str = ""
+    """Where the device is: the full site path from the district (`huangpu/nanjing-
+    rd/xinhua/g03/c1/b2`)."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Free labels (`operator: cleanco`) that rules may match and alarms carry."""
     expected_interval_s: PositiveSeconds | None = None
+    """The device reports at least this often; silence for longer raises NO_DATA."""
     dev_eui: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")] | None = None
+    """LoRaWAN DevEUI (16 hex digits): binds ChirpStack uplinks to this device."""
     friendly_name: str | None = None
+    """Zigbee2MQTT friendly name: binds `<base_topic>/<name>` messages to this device."""
     account: str | None = None
     """The DC-09 / Contact ID account number that identifies this panel."""
     modbus: ModbusBinding | None = None
+    """How the device is polled on an RS-485 bus (Modbus RTU devices only)."""
     metrics: tuple[Metric, ...] | None = None
     """What this device reports, for a codec that serves many models (Zigbee2MQTT, a Modbus table);
     only the coverage check reads it. Default: the codec's metrics (typical ones of the kind for
@@ -258,37 +309,51 @@ class OutboxConfig(_Model):
     max_records: StrictInt | None = Field(default=1_000_000, ge=100, le=1_000_000_000)
     """Telemetry records kept at most; the oldest is dropped beyond (alarms never are)."""
     max_bytes: StrictInt | None = Field(default=256 * 1024 * 1024, ge=64 * 1024, le=2**40)
+    """Bytes of telemetry kept at most; the oldest is dropped beyond (alarms never are)."""
 
 
 class LocalActionConfig(_Model):
     """Drive a local output (an MQTT actuator topic on the local broker) from alarms."""
 
     topic: str = Field(min_length=1)
+    """Topic on the local broker the actuator listens to (e.g. `zigbee2mqtt/siren-1/set`)."""
     min_severity: Severity = Severity.CRITICAL
+    """The least severe alarm that switches the output on."""
     kinds: tuple[DeviceKind, ...] = ()
     """Device kinds this action serves; empty means all."""
     on_payload: str = '{"state": "ON"}'
+    """Published when a matching alarm fires."""
     off_payload: str = '{"state": "OFF"}'
+    """Published when no such alarm is active any more."""
 
 
 class PipelineConfig(_Model):
     """Tuning of the frame pipeline."""
 
     queue_size: StrictInt = Field(default=10_000, ge=10, le=10_000_000)
+    """Frames waiting to be decoded at most; beyond, the newest are refused and counted."""
     batch_size: StrictInt = Field(default=200, ge=1, le=10_000)
+    """Frames decoded and stored together (one disk flush)."""
     linger_s: Number = Field(default=0.005, ge=0, le=1)
     """How long the worker waits to fill a batch: a trickle shares one disk flush."""
     stats_interval_s: PositiveSeconds = 60.0
+    """How often the agent reports its own statistics as readings."""
     dead_letter_ttl_days: Number = Field(default=7.0, gt=0, le=3650)
+    """Days undecodable frames are kept for diagnosis."""
 
 
 class EdgeConfig(_Model):
     """The whole gateway configuration file."""
 
     gateway: GatewayConfig
+    """Who the gateway is and where it stands."""
     state_dir: str = "/var/lib/steward"
+    """The agent's own directory: outbox, dead letters and rule state (systemd
+    `StateDirectory=steward`)."""
     sources: SourcesConfig = SourcesConfig()
+    """Every way bytes reach the gateway: serial ports, Modbus buses, the local broker, DC-09."""
     devices: tuple[DeviceConfig, ...] = ()
+    """Every device the gateway reads, with its codec, kind, place and address."""
     rules: tuple[str, ...] = ()
     """Rule files: `pack:NAME` (a shipped pack: fire, manhole, bin, perimeter, water, health, or
     `pack:default` for all) or paths, relative ones resolved against the config file's directory."""
@@ -304,8 +369,11 @@ class EdgeConfig(_Model):
     uplink: UplinkSettings = UplinkSettings()
     """The cloud broker (`edge_agent.uplink_settings`); TLS file names relative to the config."""
     outbox: OutboxConfig = OutboxConfig()
+    """The store-and-forward queue in the state directory."""
     pipeline: PipelineConfig = PipelineConfig()
+    """Tuning of the frame pipeline (defaults suit a Raspberry Pi)."""
     actions: tuple[LocalActionConfig, ...] = ()
+    """Local outputs (sirens, relays) driven by alarms even when the uplink is down."""
 
 
 def load_config(path: Path) -> EdgeConfig:
@@ -364,6 +432,7 @@ def _raw_codec_issues(doc: Located, filename: str) -> Iterator[Issue]:
     data: dict[str, object] = doc.data if isinstance(doc.data, dict) else {}
     raw_sources = data.get("sources")
     sources: dict[str, object] = raw_sources if isinstance(raw_sources, dict) else {}
+    """Every way bytes reach the gateway: serial ports, Modbus buses, the local broker, DC-09."""
     places: list[tuple[tuple[str | int, ...], object]] = [
         (("devices", i), item) for i, item in enumerate(_as_list(data.get("devices")))
     ]

@@ -53,15 +53,18 @@ _FILE_KEYS: Final[tuple[FileKey, ...]] = ("ca_file", "cert_file", "key_file")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class BackoffSettings(_Model):
     """Jittered exponential backoff between reconnect attempts."""
 
     initial_s: Seconds = Field(default=0.5, gt=0, le=60)
+    """Delay before the first reconnect attempt."""
     max_s: Seconds = Field(default=60.0, gt=0, le=3600)
+    """The longest delay between two attempts."""
     factor: Number = Field(default=2.0, ge=1, le=10)
+    """Each delay is this many times the one before, up to `max_s`."""
     jitter: Number = Field(default=0.5, ge=0, le=1)
     """Fraction of the delay that is random: delay * (1 - jitter * U[0, 1))."""
 
@@ -111,10 +114,13 @@ class UplinkSettings(_Model):
     """Where and how the gateway publishes its outbox: the `uplink:` section of the config file."""
 
     host: str = "127.0.0.1"
+    """The cloud broker's address."""
     port: StrictInt = Field(default=8883, gt=0, lt=65_536)
+    """The cloud broker's port (8883: MQTT over TLS)."""
     client_id: str = ""
     """Stable MQTT client id for the persistent session; empty means `steward-<gateway id>`."""
     keepalive_s: StrictInt = Field(default=30, ge=2, le=3600)
+    """MQTT keepalive with the cloud broker."""
     tls: StrictBool = False
     """Connect over TLS, trusting `ca_file`; with `cert_file` and `key_file`, as that client."""
     ca_file: str | None = Field(default=None, min_length=1)
@@ -139,7 +145,9 @@ class UplinkSettings(_Model):
     publish_timeout_s: Seconds = Field(default=10.0, gt=0, le=600)
     """No PUBACK within this time means the broker is gone (e.g. frozen): reconnect."""
     connect_timeout_s: Seconds = Field(default=10.0, gt=0, le=600)
+    """A connection attempt that takes longer is abandoned and retried."""
     backoff: BackoffSettings = BackoffSettings()
+    """Delays between reconnect attempts to the cloud broker."""
 
     @classmethod
     def from_config(cls, config: UplinkSettings, base_dir: Path | None = None) -> UplinkSettings:
