@@ -29,10 +29,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import yaml
@@ -52,6 +53,8 @@ DEFAULT_SCENARIO = ROOT / "simulators" / "scenarios" / "compound_all_classes.yam
 WALL_TARGET_S = 30.0
 """With `--speed auto`, how long a scenario takes to play, in real seconds."""
 START_MARGIN_S = 3.0
+SERIAL_READY_S = 60.0
+"""How long propsim may take to create its serial lines before the demo gives up."""
 """Real seconds between launching the processes and the scenario's t = 0 (they start meanwhile)."""
 SETTLE_S = 3.0
 """Real seconds after the scenario's end for the last batches to reach the uplink."""
@@ -336,31 +339,12 @@ async def run_demo(args: argparse.Namespace, children: Children) -> int:
         watcher = UplinkWatcher(uplink, scenario)
         watch_task = asyncio.create_task(watcher.run(), name="uplink-watcher")
         await watcher.ready.wait()
-        origin = time.time() + START_MARGIN_S
-        print(
-            f"  starting the simulated devices (propsim run) and the agent (edge-agent run); "
-            f"the scenario begins in {START_MARGIN_S:.0f} s"
+        origin, sim = await start_simulator(
+            children, args.scenario, scenario, speed, local.url, truth_file, dc09
         )
-        # The simulator first: it creates the serial ports and connects, then waits for the origin;
-        # the agent finds its ports there when it starts, and both count time from the origin. The
-        # devices play on for TAIL_S after the scenario's end, until the agent has stopped.
-        sim = await children.start(
-            BIN / "propsim",
-            "run",
-            str(args.scenario),
-            "--broker",
-            local.url,
-            "--speed",
-            str(speed),
-            "--duration",
-            str(scenario.duration + TAIL_S * speed),
-            "--origin",
-            str(origin),
-            "--truth",
-            str(truth_file),
-            *(["--receiver", f"{dc09[0]}:{dc09[1]}"] if dc09 else []),
-            quiet=True,
-        )
+        if not await serial_lines_ready(doc, sim):
+            await children.stop(sim, signal.SIGTERM, AGENT_STOP_S)
+            return 1
         # Sped up, the agent runs on the scenario's clock; in real time, on its system clock.
         clock = [] if speed == 1 else ["--clock", clock_spec(scenario.start, origin, speed)]
         agent = await children.start(
@@ -428,6 +412,64 @@ async def run_demo(args: argparse.Namespace, children: Children) -> int:
             else "Result: FAILED (see above)"
         )
         return 0 if ok else 1
+
+
+async def start_simulator(  # noqa: PLR0917 - the demo's pieces, named
+    children: Children,
+    path: Path,
+    scenario: Scenario,
+    speed: float,
+    broker: str,
+    truth_file: Path,
+    dc09: tuple[str, int] | None,
+) -> tuple[float, asyncio.subprocess.Process]:
+    """Start `propsim run` on the scenario; the origin it plays from, and its process."""
+    origin = time.time() + START_MARGIN_S
+    print(
+        f"  starting the simulated devices (propsim run) and the agent (edge-agent run); "
+        f"the scenario begins in {START_MARGIN_S:.0f} s"
+    )
+    # The simulator first: it creates the serial ports and connects, then waits for the origin;
+    # the agent finds its ports there when it starts, and both count time from the origin. The
+    # devices play on for TAIL_S after the scenario's end, until the agent has stopped.
+    sim = await children.start(
+        BIN / "propsim",
+        "run",
+        str(path),
+        "--broker",
+        broker,
+        "--speed",
+        str(speed),
+        "--duration",
+        str(scenario.duration + TAIL_S * speed),
+        "--origin",
+        str(origin),
+        "--truth",
+        str(truth_file),
+        *(["--receiver", f"{dc09[0]}:{dc09[1]}"] if dc09 else []),
+        quiet=True,
+    )
+    return origin, sim
+
+
+async def serial_lines_ready(doc: Mapping[str, Any], sim: asyncio.subprocess.Process) -> bool:
+    """Wait until the serial lines the config names exist (propsim creates them as it starts).
+
+    The agent starts after them: a line it cannot open is a device fault, which a slow start of
+    the simulator on a busy machine must not raise. False when propsim exits first.
+    """
+    sources = doc.get("sources", {})
+    ports = [Path(s["port"]) for s in [*sources.get("serial", ()), *sources.get("modbus", ())]]
+    deadline = time.monotonic() + SERIAL_READY_S
+    while not all(port.exists() for port in ports):
+        if sim.returncode is not None or time.monotonic() > deadline:
+            missing = ", ".join(str(p) for p in ports if not p.exists())
+            print(
+                f"  propsim did not create its serial lines ({missing}); exit code {sim.returncode}"
+            )
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def follow(
