@@ -27,6 +27,8 @@ from firmware_adapters.errors import DecodeError, DecodeReason
 
 _LOG = logging.getLogger(__name__)
 _MAX_MESSAGE: Final = 1024
+_CLOSE_WAIT_S: Final = 2.0
+"""How long a panel's connection may take to end after its line is closed at shutdown."""
 _ACCOUNT = re.compile(rb"#([0-9A-Fa-f]{3,16})\[")
 
 Dc09Answer = Callable[[bytes, datetime], tuple[bytes, str | None]]
@@ -83,7 +85,7 @@ class Dc09Receiver:
         self.bound_port = 0
         self.acked = 0
         self.refused = 0
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._failures = FailureLog(_LOG)
 
     async def run(self) -> None:
@@ -99,11 +101,22 @@ class Dc09Receiver:
                 await server.serve_forever()
         finally:
             self.listening.clear()
+            # Closing the server leaves open connections to themselves (Python 3.11): close each
+            # panel's line so its handler ends as on a hang-up. A handler is cancelled only if it
+            # does not end by itself (3.11 logs a cancelled connection handler as an error).
+            for writer in self._connections.values():
+                writer.close()
+            pending = set(self._connections)
+            if pending:
+                _, stuck = await asyncio.wait(pending, timeout=_CLOSE_WAIT_S)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.gather(*stuck, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._connections.add(task)
+            self._connections[task] = writer
         peer = str(writer.get_extra_info("peername"))
         try:
             while True:
@@ -128,7 +141,7 @@ class Dc09Receiver:
             with contextlib.suppress(OSError, ConnectionError):
                 await writer.wait_closed()
             if task is not None:
-                self._connections.discard(task)
+                self._connections.pop(task, None)
 
     async def _handle(self, message: bytes, peer: str) -> bytes:
         now = self.ctx.clock.now()

@@ -33,12 +33,9 @@ class Recorder:
 Rig = tuple[Dc09Receiver, Recorder, PipelineStats]
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    recorder = Recorder()
-    stats = PipelineStats()
+def receiver_of(recorder: Recorder, stats: PipelineStats) -> Dc09Receiver:
     lookup: Callable[[str], str | None] = {"1234": "panel-lobby"}.get
-    receiver = Dc09Receiver(
+    return Dc09Receiver(
         name="dc09",
         host="127.0.0.1",
         port=0,
@@ -47,6 +44,13 @@ async def rig() -> AsyncIterator[Rig]:
         lookup=lookup,
         ctx=SourceContext(recorder.submit, recorder.fault, stats, SystemClock()),
     )
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    recorder = Recorder()
+    stats = PipelineStats()
+    receiver = receiver_of(recorder, stats)
     task = asyncio.create_task(receiver.run())
     await asyncio.wait_for(receiver.listening.wait(), 5)
     yield receiver, recorder, stats
@@ -100,3 +104,25 @@ async def test_intact_but_unknown_message_gets_duh_and_goes_to_the_pipeline(rig:
 def test_account_is_read_from_the_message() -> None:
     assert account_of(b'"ADM-CID"0001R0L0#0fae[#0FAE|1130 01 015]') == "0FAE"
     assert account_of(b'"NULL"0001R0L0[]') is None
+
+
+async def test_stopping_with_a_panel_connected_ends_its_connection_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = receiver_of(Recorder(), PipelineStats())
+    running = asyncio.create_task(receiver.run())
+    await asyncio.wait_for(receiver.listening.wait(), 5)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    reader, writer = await asyncio.open_connection("127.0.0.1", receiver.bound_port)
+    writer.write(message(1))
+    await writer.drain()
+    await asyncio.wait_for(reader.readuntil(b"\r"), 5)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the panel sees the line closed
+    writer.close()
+    await asyncio.sleep(0.05)
+    assert errors == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
