@@ -40,7 +40,9 @@ GENERIC_TABLE = json.dumps(
         ]
     }
 )
-META: dict[str, dict[str, str]] = {generic_table.CODEC.id: {"register_table": GENERIC_TABLE, "address": "0"}}
+META: dict[str, dict[str, str]] = {
+    generic_table.CODEC.id: {"register_table": GENERIC_TABLE, "address": "0"}
+}
 
 
 def decode(codec: Codec, payload: bytes) -> DecodeResult:

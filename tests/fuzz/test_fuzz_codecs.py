@@ -81,7 +81,9 @@ def test_generic_modbus_table_float_registers_are_finite(payload: bytes) -> None
         int.from_bytes(payload[i : i + 2].ljust(2, b"\0"), "big") for i in range(0, len(payload), 2)
     ]
     frame = build_response(1, words) if words else registers
-    assert_contract("modbus.generic.table", CodecCase(frame, {"address": "0", "register_table": table}))
+    assert_contract(
+        "modbus.generic.table", CodecCase(frame, {"address": "0", "register_table": table})
+    )
 
 
 @FUZZ
