@@ -12,10 +12,16 @@ Each figure is measured in the same run as its baseline:
 - latency: from the PUBACK of an envelope holding one new alarm event, at the publishing
   gateway, to `GET /api/v1/alarms/{fingerprint}` answering 200, while a background gateway
   publishes 1,000 readings/s; p50, p99, max over the probes;
-- the peak RSS (`VmHWM`) of each ingest process.
+- the peak RSS (`VmHWM`) of each ingest process;
+- with `--influx`, readings/s of one process writing PostgreSQL and, as its telemetry store, the
+  InfluxDB v2 write API of a local VictoriaMetrics (`telemetry_store: influx`).
 
-Run: `.venv/bin/python bench/ingest_mqtt.py [envelopes] [latency_probes] [alarm_events_per_envelope]`
-(defaults 600, 100, 2); see bench/README.md.
+A phase ends when `/metrics` counts every reading. The poll waits half the time the readings left
+should take at the rate so far (10 to 200 ms), so the scrapes cost the server little and the end
+is still seen within about 10 ms.
+
+Run: `.venv/bin/python bench/ingest_mqtt.py [envelopes] [latency_probes] [alarm_events_per_envelope]
+[--influx]` (defaults 600, 100, 2); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -52,12 +58,22 @@ from cloud_ingest.auth.service import add_user
 from cloud_ingest.infra.db import create_engine
 from core.envelope_json import dumps
 from core.types import AlarmEvent, AlarmState, Envelope, Severity
-from simulators.services import LOOPBACK, Mosquitto, Postgres, free_port, wait_for_port
+from simulators.services import (
+    LOOPBACK,
+    Mosquitto,
+    Postgres,
+    VictoriaMetrics,
+    free_port,
+    wait_for_port,
+)
 
 BIN: Final = Path(sys.executable).parent
 LATENCY_GATEWAY: Final = "gw-bench-probe"
 BACKGROUND_READINGS_PER_S: Final = 1_000
 """The load beside the latency probes: 10 envelopes of 100 readings per second."""
+POLL_MIN_S: Final = 0.01
+POLL_MAX_S: Final = 0.2
+INFLUX_BUCKET: Final = "bench"
 
 
 @dataclass
@@ -106,8 +122,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(db_url: str, mqtt_url: str, client_id: str, workdir: Path) -> Iterator[Server]:
-    """A `cloud-ingest serve` process on a free port, ready (database and broker)."""
+def serving(
+    db_url: str,
+    mqtt_url: str,
+    client_id: str,
+    workdir: Path,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """A `cloud-ingest serve` process on a free port, ready (database and broker).
+
+    `settings` are more `STEWARD_*` variables for the process.
+    """
     port = free_port()
     log = workdir / f"{client_id}.log"
     env = {
@@ -115,6 +140,7 @@ def serving(db_url: str, mqtt_url: str, client_id: str, workdir: Path) -> Iterat
         "STEWARD_MQTT_CLIENT_ID": client_id,
         "STEWARD_LOG_LEVEL": "warning",
         "STEWARD_MIGRATE_ON_START": "false",
+        **(settings or {}),
     }
     args = [str(BIN / "cloud-ingest"), "serve", "--db", db_url, "--mqtt", mqtt_url]
     args += ["--host", LOOPBACK, "--port", str(port)]
@@ -208,9 +234,17 @@ def stored_rate(
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"stored {sum(got)} of {want} readings")
-        time.sleep(0.02)
+        time.sleep(_poll_wait(sum(got), want, time.perf_counter() - started))
     elapsed = time.perf_counter() - started
     return sum(got) / elapsed, [g / want for g in got]
+
+
+def _poll_wait(got: float, want: float, elapsed: float) -> float:
+    """Half the time the readings left should take at the rate so far, within the poll bounds."""
+    if got <= 0:
+        return POLL_MAX_S / 4
+    left = (want - got) * elapsed / got
+    return min(max(left / 2, POLL_MIN_S), POLL_MAX_S)
 
 
 async def _prepare(db_url: str) -> str:
@@ -314,8 +348,29 @@ def _latency_figures(out: dict[str, float], prefix: str, found: Sequence[float])
     out[f"{prefix}_latency_max_ms"] = max(found) * 1000
 
 
-def run(count: int = 600, probes: int = 100, events: int = 2) -> dict[str, float]:
-    """Every figure; `count` envelopes of 100 readings and `events` new alarms each per phase."""
+def influx_rate(pg: Postgres, payloads: Sequence[tuple[str, bytes]], workdir: Path) -> float:
+    """Readings/s of one process writing PostgreSQL and VictoriaMetrics (InfluxDB write API)."""
+    pg.create_database("influx")
+    url = pg.url("influx", driver="postgresql+asyncpg")
+    asyncio.run(_prepare(url))
+    with VictoriaMetrics() as vm, broker() as mq:
+        settings = {
+            "STEWARD_TELEMETRY_STORE": "influx",
+            "STEWARD_INFLUX_URL": vm.url,
+            "STEWARD_INFLUX_BUCKET": INFLUX_BUCKET,
+            "STEWARD_INFLUX_QUERY": "promql",
+        }
+        with serving(url, mq.url, "bench-influx", workdir, settings) as server:
+            return stored_rate(mq.url, [server], payloads)[0]
+
+
+def run(
+    count: int = 600, probes: int = 100, events: int = 2, *, influx: bool = False
+) -> dict[str, float]:
+    """Every figure; `count` envelopes of 100 readings and `events` new alarms each per phase.
+
+    `influx` adds the phase writing telemetry to VictoriaMetrics.
+    """
     out: dict[str, float] = {}
     payloads = envelopes(count, events)
     with tempfile.TemporaryDirectory(prefix="steward-bench-mqtt-") as tmp:
@@ -350,19 +405,26 @@ def run(count: int = 600, probes: int = 100, events: int = 2) -> dict[str, float
                 out["postgres_two_processes_readings_per_s"] = rate
                 out["postgres_two_processes_smaller_share"] = min(shares)
                 out["postgres_two_processes_peak_rss_mb"] = max(a.peak_rss_mb(), b.peak_rss_mb())
+            if influx:
+                out["postgres_influx_readings_per_s"] = influx_rate(pg, payloads, work)
     relay = out["relay_readings_per_s"]
     out["sqlite_ratio_relay"] = out["sqlite_readings_per_s"] / relay
     out["postgres_ratio_relay"] = out["postgres_readings_per_s"] / relay
     out["postgres_two_processes_ratio_relay"] = out["postgres_two_processes_readings_per_s"] / relay
+    if influx:
+        out["postgres_influx_ratio_relay"] = out["postgres_influx_readings_per_s"] / relay
     return out
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 600
-    probes = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    events = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    print(json.dumps({"envelopes": count, "probes": probes, "alarm_events_per_envelope": events}))
-    for name, value in run(count, probes, events).items():
+    influx = "--influx" in sys.argv[1:]
+    args = [a for a in sys.argv[1:] if a != "--influx"]
+    count = int(args[0]) if len(args) > 0 else 600
+    probes = int(args[1]) if len(args) > 1 else 100
+    events = int(args[2]) if len(args) > 2 else 2
+    options = {"envelopes": count, "probes": probes, "alarm_events_per_envelope": events}
+    print(json.dumps({**options, "influx": influx}))
+    for name, value in run(count, probes, events, influx=influx).items():
         print(f"{name:40} {value:14,.2f}")
 
 

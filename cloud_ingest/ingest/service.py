@@ -62,7 +62,7 @@ from operator import attrgetter
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -108,6 +108,10 @@ write per 30 s instead of one per batch (on PostgreSQL each is a new row version
 _STATUS_STATES: Final = frozenset({"online", "offline"})
 _TS: Final = attrgetter("ts")
 _DEVICE_ID: Final = attrgetter("device_id")
+_TOUCH_GATEWAY: Final = (
+    update(gateways).where(gateways.c.id == bindparam("gw")).values(last_seen=bindparam("at"))
+)
+"""Moves a gateway's `last_seen`; executed with one parameter set per gateway of a batch."""
 _TICK: Final = timedelta(milliseconds=1)
 """Keeps an outage's end after its start when two status messages share a reception time."""
 
@@ -671,10 +675,13 @@ class IngestService:
         for up in ups:
             gw, at = up.envelope.gateway_id, up.message.received_at
             heard[gw] = max(heard.get(gw, at), at)
-        for gw, at in heard.items():
-            await conn.execute(update(gateways).where(gateways.c.id == gw).values(last_seen=at))
         if heard:
-            await self._end_silent_outages(conn, sorted(heard), outcome)
+            # One statement for every gateway of the batch (the driver's executemany: one round
+            # trip on PostgreSQL, one hop to SQLite's thread), in id order, so two processes
+            # updating the same gateways lock their rows in the same order.
+            ordered = sorted(heard)
+            await conn.execute(_TOUCH_GATEWAY, [{"gw": gw, "at": heard[gw]} for gw in ordered])
+            await self._end_silent_outages(conn, ordered, outcome)
 
     @staticmethod
     async def _apply_status(conn: AsyncConnection, status: _Status, outcome: _Outcome) -> bool:

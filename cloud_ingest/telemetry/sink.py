@@ -37,6 +37,7 @@ _READING_COLUMNS: Final = (
 """The columns of `readings` the service writes, in the order of its row tuples."""
 _METRIC_TEXT: Final = {m: m.value for m in Metric}
 _QUALITY_TEXT: Final = {q: q.value for q in Quality}
+_SQLITE_TIME: Final = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 class TelemetrySink(Protocol):
@@ -81,10 +82,22 @@ def _utc(when: datetime) -> datetime:
 
 
 def _sqlite_utc_text(when: datetime) -> str:
-    """`when` as SQLAlchemy's SQLite `DATETIME` stores it: `YYYY-MM-DD HH:MM:SS.ffffff`, in UTC."""
+    """`when` as SQLAlchemy's SQLite `DATETIME` stores it: `YYYY-MM-DD HH:MM:SS.ffffff`, in UTC.
+
+    Formatted from the fields: `isoformat` of an aware time also formats its offset, which made
+    it a third slower (about 1.0 against 0.7 µs), and this runs once per reading.
+    """
     if when.tzinfo is not UTC:
         when = _utc(when)
-    return when.isoformat(" ", "microseconds")[:-6]  # drop "+00:00"
+    return _SQLITE_TIME % (
+        when.year,
+        when.month,
+        when.day,
+        when.hour,
+        when.minute,
+        when.second,
+        when.microsecond,
+    )
 
 
 def _reading_rows(
