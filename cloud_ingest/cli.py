@@ -2,7 +2,8 @@
 
 `serve` runs the ingest server (HTTP, and the MQTT consumer with `--mqtt`); `db upgrade` migrates
 the database to the newest revision; `gateways add|list|passwd|acl` manage the gateways' identities
-and write the broker's password and ACL files; `users add` issues API users their tokens;
+and write the broker's password and ACL files; `users add` issues API users their tokens and
+`users passwd` sets their console password;
 `sites import` and `devices import` load the registry from CSV files; `validate` checks uplink
 envelopes as the ingest will.
 """
@@ -109,10 +110,12 @@ def _shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     """A listening socket on `host:port` (so a port in use is reported before anything starts)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # With the protocol named, asyncio recognises a TCP socket and sets TCP_NODELAY on every
+    # connection; without it each keep-alive answer waited for the client's delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -135,7 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
     except SettingsError as err:
         return _fail("serve", str(err))
     try:
-        sock = _listen(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port)
     except OSError as err:
         reason = err.strerror or str(err)
         return _fail("serve", f"cannot listen on {settings.host}:{settings.port}: {reason}", 1)
@@ -312,6 +315,9 @@ def _users(args: argparse.Namespace) -> int:
     from cloud_ingest.auth import cli as commands  # noqa: PLC0415 - only `users` needs it
 
     def run(settings: Settings) -> None:
+        if args.users_command == "passwd":
+            commands.passwd(settings, args.name)
+            return
         commands.add(
             settings,
             args.name,
@@ -354,6 +360,15 @@ def _add_user_parsers(
     )
     add.add_argument("--area", metavar="PATH", help="site path prefix the user may see")
     add.add_argument("--rotate", action="store_true", help="replace an existing user's token")
+    passwd = commands.add_parser(
+        "passwd",
+        parents=[settings],
+        help="set a user's console password (read from the terminal or stdin)",
+        description="Set the password the user signs in to the console with; only its scrypt "
+        "hash is stored. On a terminal it is asked twice; otherwise the first line of stdin is "
+        "the password (`printf '%%s\\n' \"$PW\" | cloud-ingest users passwd NAME`).",
+    )
+    passwd.add_argument("name", metavar="NAME", help="an existing user's name")
 
 
 def _registry_import(args: argparse.Namespace) -> int:

@@ -6,12 +6,15 @@ revision (`Settings.runs_migrations`: by default on SQLite only; PostgreSQL is m
 the `IngestService` and, when an MQTT URL is configured, starts the `MqttConsumer` with it. On
 shutdown the consumer stops first (a batch in the handler finishes and is acknowledged), then the
 engine is disposed. The live-stream hub (`cloud_ingest.stream.hub`) polls from start to shutdown,
-where it ends its clients' streams first. The objects live on `app.state` (`settings`, `engine`,
-`ingest`, `consumer`, `stream_hub`).
+where it ends its clients' streams first. The SLA breach scheduler
+(`cloud_ingest.work_orders.breaches`) runs from start to shutdown unless `sla_breach_interval_s`
+is 0. The objects live on `app.state` (`settings`, `engine`, `ingest`, `consumer`, `stream_hub`,
+`breach_scheduler`).
 
 Endpoints: `GET /healthz` (liveness), `GET /readyz` (database and broker), `GET /metrics`
-(Prometheus text), `GET /openapi.json`, and the API v1 under `/api/v1` (`cloud_ingest.api`,
-bearer-token users). Errors are RFC 9457 problem documents.
+(Prometheus text), `GET /openapi.json`, the API v1 under `/api/v1` (`cloud_ingest.api`,
+bearer-token users) and the console under `/console` (`cloud_ingest.console`, signed-in people).
+Errors are RFC 9457 problem documents.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from starlette.exceptions import HTTPException
 from cloud_ingest import migrations
 from cloud_ingest.alarms.sweep import AlarmSweep, SweepSettings
 from cloud_ingest.api import api_router
+from cloud_ingest.console.pages import console_router
 from cloud_ingest.infra.config import Settings
 from cloud_ingest.infra.db import create_engine
 from cloud_ingest.ingest.consumer import ConsumerStats, MqttConsumer
@@ -45,6 +49,7 @@ from cloud_ingest.problems import Implied, document_problems, problem
 from cloud_ingest.stream.hub import Hub, HubSettings
 from cloud_ingest.telemetry.influx import InfluxCounters
 from cloud_ingest.telemetry.store import TelemetryStore, open_store
+from cloud_ingest.work_orders.breaches import start_scheduler
 from cloud_ingest.work_orders.service import WorkOrders, WorkOrderSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await consumer.start()
             sweep = _alarm_sweep(settings, engine, ingest)
             app.state.notifier = notifier = start_worker(settings, engine)
+            app.state.breach_scheduler = breaches = start_scheduler(settings, engine)
             app.state.engine, app.state.ingest, app.state.consumer = engine, ingest, consumer
             app.state.telemetry_store, app.state.telemetry_reader = store, store.reader
             app.state.stream_hub = hub = Hub(engine, HubSettings.of(settings))
@@ -105,6 +111,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                     await sweep.stop()
                 if notifier is not None:
                     await notifier.stop()
+                if breaches is not None:
+                    await breaches.stop()
                 await ingest.handoff.stop()
         finally:
             await store.close()
@@ -188,6 +196,7 @@ def _collector(app: FastAPI) -> IngestCollector:
         "alarm_handoff": handoff_counters,
         "work_orders": state_of("work_orders", "stats"),
         "notify": state_of("notifier", "counters"),
+        "sla_breaches": state_of("breach_scheduler", "stats"),
         "stream": state_of("stream_hub", "stats"),
     }
     return IngestCollector(counters, consumer_stats, influx_counters, workers)
@@ -211,10 +220,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.work_orders = None
     app.state.stream_hub = None
     app.state.notifier = None
+    app.state.breach_scheduler = None
 
     registry = registry_for(_collector(app))
     _add_problem_handlers(app)
     app.include_router(api_router())
+    app.include_router(console_router())
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
     async def healthz() -> dict[str, str]:

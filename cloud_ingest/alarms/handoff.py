@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cloud_ingest.infra.db import WRITE_TRANSACTION
@@ -34,9 +34,10 @@ from cloud_ingest.tasks import cancel
 
 log = logging.getLogger(__name__)
 
-INLINE_MAX: Final = 16
+INLINE_MAX: Final = 64
 """Changes the ingest hands over right after their commit; the rest of a burst goes to the
-worker, so a burst costs the ingest at most this many work-order decisions per batch."""
+worker, so a burst costs the ingest at most this many work-order decisions per batch (one
+transaction of the work-order service, which decides a batch in a few set queries)."""
 WORKER_BATCH: Final = 200
 _IN_CHUNK: Final = 500
 _SEVERITY_RANK: Final = {"critical": 0, "warning": 1, "info": 2}
@@ -144,28 +145,16 @@ class Handoff:
         return len(changes)
 
     async def _clear(self, changes: Sequence[AlarmInstanceChange]) -> None:
-        t = alarm_instances.c
+        """Clear the marks of `changes` still as handed (one statement per kind of inhibition)."""
+        plain = [_as_handed(c) for c in changes if c.inhibited_by is None]
+        inhibited = [_as_handed(c) for c in changes if c.inhibited_by is not None]
         async with self._engine.connect() as connection:
             conn = await connection.execution_options(**{WRITE_TRANSACTION: True})
             async with conn.begin():
-                for c in changes:
-                    same_inhibition = (
-                        t.inhibited_by.is_(None)
-                        if c.inhibited_by is None
-                        else t.inhibited_by == c.inhibited_by
-                    )
-                    await conn.execute(
-                        update(alarm_instances)
-                        .where(
-                            and_(
-                                t.fingerprint == c.fingerprint,
-                                t.last_seq == c.last_seq,
-                                t.stale.is_(c.stale),
-                                same_inhibition,
-                            )
-                        )
-                        .values(handoff_pending=False)
-                    )
+                if plain:
+                    await conn.execute(_CLEAR_UNINHIBITED, plain)
+                if inhibited:
+                    await conn.execute(_CLEAR_INHIBITED, inhibited)
 
     # --- the worker ----------------------------------------------------------------------------
 
@@ -192,6 +181,35 @@ class Handoff:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+
+_HANDED: Final = and_(
+    alarm_instances.c.fingerprint == bindparam("handed_fingerprint"),
+    alarm_instances.c.last_seq == bindparam("handed_seq"),
+    alarm_instances.c.stale == bindparam("handed_stale"),
+)
+_CLEAR_UNINHIBITED: Final = (
+    update(alarm_instances)
+    .where(_HANDED, alarm_instances.c.inhibited_by.is_(None))
+    .values(handoff_pending=False)
+)
+_CLEAR_INHIBITED: Final = (
+    update(alarm_instances)
+    .where(_HANDED, alarm_instances.c.inhibited_by == bindparam("handed_inhibited_by"))
+    .values(handoff_pending=False)
+)
+
+
+def _as_handed(change: AlarmInstanceChange) -> dict[str, object]:
+    """The parameters of `_CLEAR_*` for `change`."""
+    values: dict[str, object] = {
+        "handed_fingerprint": change.fingerprint,
+        "handed_seq": change.last_seq,
+        "handed_stale": change.stale,
+    }
+    if change.inhibited_by is not None:
+        values["handed_inhibited_by"] = change.inhibited_by
+    return values
 
 
 def _change(row: object) -> AlarmInstanceChange:

@@ -1,22 +1,35 @@
-"""`GET /api/v1/alarms` (instances, newest first, keyset pages) and `GET /api/v1/alarms/{fingerprint}`.
+"""The alarm API: instances, one instance with its events and notes, and acknowledging one.
 
-Lists carry summary columns only; the detail adds the work order reference and the events in
-`seq` order. Rows are those of the user's company and area (`cloud_ingest.auth.scope`); an
-instance outside them is `404`, as an unknown one.
+`GET /api/v1/alarms` (newest first, keyset pages), `GET /api/v1/alarms/{fingerprint}` and `POST
+/api/v1/alarms/{fingerprint}/actions` (acknowledge, comment: `cloud_ingest.alarms.acks`). Lists
+carry summary columns only; the detail adds the work order reference, the events in `seq` order
+and people's notes. Rows are those of the user's company and area (`cloud_ingest.auth.scope`);
+an instance outside them is `404`, as an unknown one.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from dataclasses import asdict
+from http import HTTPStatus
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy import and_, or_, select
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import RowMapping, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud_ingest.alarms.schemas import AlarmDetail, AlarmEventOut, AlarmSummary
+from cloud_ingest.alarms import acks
+from cloud_ingest.alarms.schemas import (
+    AlarmActionIn,
+    AlarmDetail,
+    AlarmEventOut,
+    AlarmNoteOut,
+    AlarmSummary,
+)
 from cloud_ingest.auth.models import Role
 from cloud_ingest.auth.permissions import CurrentUser, database, require
 from cloud_ingest.auth.scope import visible, within
+from cloud_ingest.clock import Clock, SystemClock
 from cloud_ingest.infra.schema import alarm_events, alarm_instances
 from cloud_ingest.paging import (
     DEFAULT_LIMIT,
@@ -27,6 +40,7 @@ from cloud_ingest.paging import (
     decode_time,
     encode_cursor,
 )
+from cloud_ingest.problems import problem
 from cloud_ingest.rows import one_or_404
 from core.types import AlarmState, Severity
 
@@ -34,7 +48,9 @@ router: Final = APIRouter(prefix="/alarms", tags=["alarms"])
 READERS: Final = tuple(Role)
 """Every role reads the alarms of its scope."""
 
-_SUMMARY: Final = [c for c in alarm_instances.c if c.name in AlarmSummary.model_fields]
+_SUMMARY: Final = [
+    c for c in alarm_instances.c if c.name in AlarmSummary.model_fields or c.name == "acked_episode"
+]
 _EVENT: Final = [c for c in alarm_events.c if c.name in AlarmEventOut.model_fields]
 
 Engine = Annotated[AsyncEngine, Depends(database)]
@@ -58,6 +74,10 @@ async def list_alarms(
     location: Annotated[
         str | None, Query(max_length=1024, description="a site path: this place and below")
     ] = None,
+    acknowledged: Annotated[
+        bool | None,
+        Query(description="only acknowledged (true) or only unacknowledged (false) episodes"),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     after: After = None,
 ) -> Page[AlarmSummary]:
@@ -72,6 +92,9 @@ async def list_alarms(
         query = query.where(t.stale.is_(stale))
     if location is not None:
         query = query.where(within(t.location, location))
+    if acknowledged is not None:
+        acked = t.acked_episode == t.starts_at
+        query = query.where(acked if acknowledged else or_(t.acked_episode.is_(None), ~acked))
     if after is not None:
         at_text, fingerprint = decode_cursor(after, str, str)
         at = decode_time(at_text)
@@ -84,7 +107,7 @@ async def list_alarms(
     query = query.order_by(t.last_event_at.desc(), t.fingerprint.desc()).limit(limit + 1)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
-    items = [AlarmSummary.model_validate(dict(row)) for row in rows[:limit]]
+    items = [AlarmSummary.model_validate(_summary(row)) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
     cursor = (
         None if last is None else encode_cursor(last.last_event_at.isoformat(), last.fingerprint)
@@ -114,6 +137,56 @@ async def get_alarm(engine: Engine, user: CurrentUser, fingerprint: str) -> Alar
     async with engine.connect() as conn:
         row = await one_or_404(conn, query, f"no alarm {fingerprint!r}")
         event_rows = (await conn.execute(events)).mappings().all()
+        notes = await acks.notes_of(conn, fingerprint)
     return AlarmDetail.model_validate(
-        {**row, "events": [AlarmEventOut.model_validate(dict(e)) for e in event_rows]}
+        {
+            **_summary(row),
+            "work_order": row["work_order"],
+            "events": [AlarmEventOut.model_validate(dict(e)) for e in event_rows],
+            "notes": [AlarmNoteOut.model_validate(asdict(n)) for n in notes],
+        }
     )
+
+
+@router.post(
+    "/{fingerprint:path}/actions",
+    dependencies=[require(*sorted(acks.ACK_ROLES), area_officers=True)],
+    summary="Acknowledge an alarm instance (with a comment) or comment on it",
+    response_model=AlarmDetail,
+    responses={
+        404: {"description": "No such alarm instance in the user's scope"},
+        409: {"description": "This episode was acknowledged already (by whom and when)"},
+        422: {"description": "A comment is missing or too long"},
+    },
+)
+async def act_on_alarm(
+    engine: Engine, user: CurrentUser, fingerprint: str, body: AlarmActionIn, request: Request
+) -> AlarmDetail | JSONResponse:
+    """Acknowledge the current episode, or add a comment; the alarm's state does not change."""
+    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
+    try:
+        await acks.act(
+            engine, user, fingerprint, acks.AlarmAction(body.action), body.comment, clock.now()
+        )
+    except acks.AlarmNotFoundError as err:
+        raise HTTPException(404, str(err)) from None
+    except acks.AlreadyAcknowledgedError as err:
+        return problem(
+            HTTPStatus.CONFLICT,
+            str(err),
+            instance=request.url.path,
+            acked_by=err.by,
+            acked_at=err.at.isoformat(),
+        )
+    except acks.InvalidNoteError as err:
+        raise HTTPException(422, str(err)) from None
+    return await get_alarm(engine, user, fingerprint)
+
+
+def _summary(row: RowMapping) -> dict[str, Any]:
+    """A row's summary fields, the acknowledgement only while its episode is current."""
+    fields = {k: v for k, v in row.items() if k in AlarmSummary.model_fields}
+    fields["acknowledged"] = acks.acknowledged(row)
+    if not fields["acknowledged"]:
+        fields["acked_by"] = fields["acked_at"] = None
+    return fields

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cloud_ingest.paging import IsoTime
 
@@ -32,6 +32,10 @@ class AlarmSummary(BaseModel):
     last_event_at: IsoTime
     last_seq: int
     valid_until: IsoTime | None
+    acknowledged: bool = False
+    """Someone acknowledged the current episode (`POST /alarms/{fingerprint}/actions`)."""
+    acked_by: str | None = None
+    acked_at: IsoTime | None = None
 
 
 class AlarmEventOut(BaseModel):
@@ -53,8 +57,28 @@ class AlarmEventOut(BaseModel):
     received_at: IsoTime
 
 
+class AlarmNoteOut(BaseModel):
+    """An acknowledgement or comment by a person."""
+
+    kind: str
+    actor: str
+    role: str
+    at: IsoTime
+    text: str
+    episode: IsoTime
+    """The `starts_at` of the episode it was said about."""
+
+
 class AlarmDetail(AlarmSummary):
-    """One alarm instance with its work order reference and every event, in `seq` order."""
+    """One alarm instance with its work order reference, every event in `seq` order, its notes."""
 
     work_order: dict[str, Any] | None
     events: list[AlarmEventOut]
+    notes: list[AlarmNoteOut] = []
+
+
+class AlarmActionIn(BaseModel):
+    """`POST /alarms/{fingerprint}/actions`: acknowledge (with an optional comment) or comment."""
+
+    action: Literal["ack", "comment"]
+    comment: str | None = Field(None, max_length=2048)

@@ -18,7 +18,6 @@ sweep at once: each change is made, and handed on, by one of them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from cloud_ingest.infra.db import WRITE_TRANSACTION
 from cloud_ingest.infra.schema import alarm_instances, gateways
 from cloud_ingest.ingest.work_orders import AlarmInstanceChange, WorkOrderService
 from cloud_ingest.stream.alarms import record_alarm_changes
-from cloud_ingest.tasks import cancel
+from cloud_ingest.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,9 @@ class AlarmSweep:
         self._handoff = Handoff(engine, work_orders, inline_max=None)  # off the ingest's path
         self.settings = settings
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "alarm-sweep", self.settings.interval.total_seconds(), self.run_once, self._failed
+        )
         self.runs = 0
         self.failures = 0
         self.changes = 0
@@ -169,20 +170,11 @@ class AlarmSweep:
 
     def start(self) -> None:
         """Start the periodic task (once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="alarm-sweep")
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop the task; a run in progress is cancelled (its transaction rolls back)."""
-        task, self._task = self._task, None
-        await cancel(task)
+        await self._periodic.stop()
 
-    async def _loop(self) -> None:
-        interval = self.settings.interval.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.run_once()
-            except Exception:
-                self.failures += 1
-                log.exception("alarm sweep failed")
+    def _failed(self) -> None:
+        self.failures += 1

@@ -4,9 +4,11 @@
     async def things(user: CurrentUser) -> ...
 
 `require` reads `Authorization: Bearer <token>`, finds the user by the token's hash and admits
-the request if the user's role is one of `roles`. A missing, malformed or unknown token (a
-gateway's token included: it is not a user's) is `401` with `WWW-Authenticate: Bearer`; a
-known user whose role is not admitted is `403`. An area officer (a user without a company, see
+the request if the user's role is one of `roles`. Without that header, a console session cookie
+(`cloud_ingest.auth.sessions`) names the user instead, and a change made on the strength of the
+cookie must carry the session's `X-CSRF-Token` (`403` otherwise). A missing, malformed or
+unknown token (a gateway's token included: it is not a user's) is `401` with
+`WWW-Authenticate: Bearer`; a known user whose role is not admitted is `403`. An area officer (a user without a company, see
 `cloud_ingest.auth.models.User`) reads through any route admitting their role, and changes
 something only where the route says `require(..., area_officers=True)` (`403` otherwise). The handler takes the same user as `CurrentUser`
 (resolved once per request) and scopes its rows with `cloud_ingest.auth.scope`.
@@ -17,6 +19,7 @@ on a route, so a test can tell every route's roles and find a route without any.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request
@@ -26,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud_ingest.auth.models import Role, User
 from cloud_ingest.auth.service import user_for_token
+from cloud_ingest.auth.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches, user_for_session
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -48,11 +52,21 @@ def database(request: Request) -> AsyncEngine:
 
 
 async def authenticated_user(
+    request: Request,
     engine: Annotated[AsyncEngine, Depends(database)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The user named by the request's bearer token; `401` without a valid user token."""
+    """The user named by the request's bearer token (else its console session); `401` without."""
     if credentials is None:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            user = await user_for_session(engine, session_id, now=datetime.now(UTC))
+            if user is not None:
+                if request.method not in SAFE_METHODS and not csrf_matches(
+                    session_id, request.headers.get(CSRF_HEADER)
+                ):
+                    raise HTTPException(403, f"a console change needs its {CSRF_HEADER} header")
+                return user
         raise unauthorized("a bearer token is required: 'Authorization: Bearer <token>'")
     user = await user_for_token(engine, credentials.credentials)
     if user is None:

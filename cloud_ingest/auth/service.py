@@ -3,10 +3,21 @@
 A token is made here and returned once; only its SHA-256 is stored (`token_hash`), so a token is
 looked up by its hash and then compared in constant time. Gateway tokens live in `gateways` and
 are never found here.
+
+**The token cache.** Every API request names its user by a token, so `user_for_token` keeps the
+user it found for a token for `TOKEN_CACHE_TTL_S` (2 s) per engine and reads `users` again after
+that. A token rotated or a user changed by this process (`add_user`) takes effect at once (the
+cache is emptied); by another process (another server, the `cloud-ingest users` command, SQL by
+hand) within `TOKEN_CACHE_TTL_S`: a revoked token keeps working for at most that long. Unknown
+tokens are never cached (each costs a read, as without the cache), and the cache holds at most
+`TOKEN_CACHE_MAX` tokens per engine.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -24,6 +35,53 @@ from core.site import SitePath
 NAME_MAX_LENGTH: Final = 128
 TOKEN_MAX_LENGTH: Final = 512
 """A longer bearer token is refused before it is hashed."""
+TOKEN_CACHE_TTL_S: Final = 2.0
+"""Seconds a token's user is reused without reading `users` (the most a revocation made by
+another process waits to take effect)."""
+TOKEN_CACHE_MAX: Final = 4_096
+"""Tokens cached per engine at most (when full, expired entries go, else all)."""
+
+
+class TokenCache:
+    """Users found by token hash, per engine, for `ttl` seconds of `clock` (see the module text)."""
+
+    def __init__(
+        self, ttl: float = TOKEN_CACHE_TTL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Keep each user `ttl` seconds; `clock` is monotonic seconds."""
+        self.ttl = ttl
+        self.clock = clock
+        self._engines: weakref.WeakKeyDictionary[AsyncEngine, dict[str, tuple[float, User]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, engine: AsyncEngine, digest: str) -> User | None:
+        """The user cached for the token hash `digest`, if still fresh."""
+        entry = self._engines.get(engine, {}).get(digest)
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[1]
+
+    def put(self, engine: AsyncEngine, digest: str, user: User) -> None:
+        """Remember `user` for `digest` for `ttl` seconds."""
+        if self.ttl <= 0:
+            return
+        entries = self._engines.setdefault(engine, {})
+        now = self.clock()
+        if len(entries) >= TOKEN_CACHE_MAX:
+            for key in [k for k, (until, _) in entries.items() if until <= now]:
+                del entries[key]
+            if len(entries) >= TOKEN_CACHE_MAX:
+                entries.clear()
+        entries[digest] = (now + self.ttl, user)
+
+    def clear(self) -> None:
+        """Forget every cached user (a token or a user changed)."""
+        self._engines.clear()
+
+
+token_cache: Final = TokenCache()
+"""The process's token cache (`user_for_token`)."""
 
 
 class UserError(ValueError):
@@ -143,6 +201,8 @@ async def add_user(
         raise UserConflictError(
             f"user {name!r} already exists; use --rotate to issue a new token"
         ) from None
+    finally:
+        token_cache.clear()
     return token
 
 
@@ -157,10 +217,17 @@ async def _check_rotated(conn: AsyncConnection, name: str, values: dict[str, obj
 
 
 async def user_for_token(engine: AsyncEngine, token: str) -> User | None:
-    """The user whose token `token` is, or `None` (unknown, or not a user's token)."""
+    """The user whose token `token` is, or `None` (unknown, or not a user's token).
+
+    A user found is cached for `TOKEN_CACHE_TTL_S` (see the module text).
+    """
     if not token or len(token) > TOKEN_MAX_LENGTH:
         return None
-    query = select(users).where(users.c.token_hash == token_hash(token))
+    digest = token_hash(token)
+    cached = token_cache.get(engine, digest)
+    if cached is not None:
+        return cached
+    query = select(users).where(users.c.token_hash == digest)
     async with engine.connect() as conn:
         row = (await conn.execute(query)).one_or_none()
     if row is None or not token_matches(token, row.token_hash):
@@ -169,4 +236,6 @@ async def user_for_token(engine: AsyncEngine, token: str) -> User | None:
         role = Role(row.role)
     except ValueError:
         return None
-    return User(name=row.name, role=role, company=row.company, area=row.area)
+    user = User(name=row.name, role=role, company=row.company, area=row.area)
+    token_cache.put(engine, digest, user)
+    return user

@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     """Time between two keep-alive comments on an idle stream."""
     stream_retention_s: Seconds = Field(default=86_400.0, gt=0)
     """Live-stream events older than this are pruned (a client can resume within it)."""
+    console_session_ttl_s: Seconds = Field(default=43_200.0, ge=60, le=30 * 86_400)
+    """How long a console sign-in lasts (a shift and a half by default)."""
+    console_secure_cookies: bool = False
+    """Send the console's cookies with `Secure` (set it when the console is served over HTTPS)."""
     work_order_group_window_s: Seconds = Field(default=1800.0, ge=0)
     """An alarm joins an open work order of its location and category whose last alarm is this
     recent (flapping, re-sends and neighbouring detectors make one order)."""
@@ -178,6 +182,18 @@ class Settings(BaseSettings):
     """Comma-separated categories whose orders the sensor's RESOLVED closes (low risk only)."""
     work_order_timezone: str = "Asia/Shanghai"
     """The local day in work-order numbers (`WO-20261207-0001`)."""
+    sla_breach_interval_s: Seconds = Field(default=30.0, ge=0, le=3600)
+    """Time between two runs of the SLA breach scheduler (overdue work orders escalate one level
+    and that level is notified); 0: no scheduler in this process."""
+    sla_breach_batch: int = Field(default=500, ge=1, le=100_000)
+    """At most this many overdue work orders per run of the breach scheduler."""
+    photo_dir: Path | None = None
+    """Where uploaded photos are stored, by content hash (`ab/cd/<sha256>`). Unset: `photos`
+    beside the SQLite database file (`var/photos` with the default database), else `var/photos`."""
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    """The largest photo accepted, in bytes (a larger upload is refused while it streams)."""
+    photo_max_files: int = Field(default=20, ge=1, le=100)
+    """The most photos in one upload."""
 
     @field_validator("database_url")
     @classmethod
@@ -238,6 +254,16 @@ class Settings(BaseSettings):
     def _check_consumer(self) -> Settings:
         self.consumer_settings("mqtt://127.0.0.1")  # client id, share group, batch bounds
         return self
+
+    @property
+    def photo_root(self) -> Path:
+        """The photo directory: `photo_dir`, else beside the SQLite file, else `var/photos`."""
+        if self.photo_dir is not None:
+            return self.photo_dir
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent / "photos"
+        return Path("var/photos")
 
     @property
     def runs_migrations(self) -> bool:

@@ -174,8 +174,29 @@ alarm_instances: Final = Table(
     Column("handoff_pending", Boolean(), nullable=False, server_default=false(), index=True),
     Column("work_order", JSON(none_as_null=True), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("acked_at", UtcDateTime(), nullable=True),
+    Column("acked_by", String(128), nullable=True),
+    Column("acked_episode", UtcDateTime(), nullable=True),
 )
-"""One row per fingerprint: the state of its event with the highest `seq` (`last_seq`)."""
+"""One row per fingerprint: the state of its event with the highest `seq` (`last_seq`).
+`acked_*` is the latest acknowledgement: who, when, and the episode acknowledged (the `starts_at`
+of that time); the instance is acknowledged while its `starts_at` is still that episode's."""
+
+alarm_notes: Final = Table(
+    "alarm_notes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(1024), nullable=False),
+    Column("episode", UtcDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("text", String(2048), nullable=False, server_default=""),
+    Index("ix_alarm_notes_fingerprint_id", "fingerprint", "id"),
+)
+"""What people said about an alarm instance, append-only: `kind` ack (with its comment) or
+comment; `episode` is the instance's `starts_at` when it was said."""
 
 dead_letters: Final = Table(
     "dead_letters",
@@ -200,9 +221,13 @@ users: Final = Table(
     Column("area", String(1024), nullable=False, server_default=""),
     Column("token_hash", String(256), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("password_hash", String(256), nullable=True),
+    Column("language", String(8), nullable=True),
 )
 """People and programs that read the API: a `role`, the `company` whose rows they see, and an
-`area` (a site path prefix; empty: all of the company). Only the SHA-256 of the token is kept."""
+`area` (a site path prefix; empty: all of the company). Only the SHA-256 of the token is kept;
+`password_hash` (scrypt, `cloud_ingest.auth.passwords`) lets a person sign in to the console, and
+`language` is the console language they chose (`zh`, `en`; none: the default)."""
 
 
 # --- work orders --------------------------------------------------------------------------------
@@ -240,6 +265,8 @@ work_orders: Final = Table(
     Column("submitted_at", UtcDateTime(), nullable=True),
     Column("closed_at", UtcDateTime(), nullable=True),
     Column("due_at", UtcDateTime(), nullable=True),
+    Column("hold_approved_at", UtcDateTime(), nullable=True),
+    Column("hold_due_at", UtcDateTime(), nullable=True),
     Index("ix_work_orders_state_id", "state", "id"),
     Index("ix_work_orders_company_id", "company", "id"),
     Index("ix_work_orders_location_category_state", "location", "category", "state"),
@@ -254,7 +281,8 @@ hotline_12345 or inspector; `priority` P1..P4; `fingerprint` the alarm that open
 name: `requester` the resident who asked, `assignee` the technician dispatched, `handler` who
 submitted the result, `verifier` who verified it. `version` counts its events (optimistic
 concurrency); `last_alarm_at` is when alarm evidence last attached; `due_at` when the current stage
-is due."""
+is due (none while a hold is approved: `hold_approved_at` is when it was, `hold_due_at` the due time
+it stopped, so `resume` gives back the time that was left)."""
 
 work_order_events: Final = Table(
     "work_order_events",
@@ -300,6 +328,25 @@ work_order_numbers: Final = Table(
     Column("last", Integer(), nullable=False),
 )
 """The last number given out per local day (`20261207`), for WO-20261207-0001."""
+
+work_order_escalations: Final = Table(
+    "work_order_escalations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("order_id", BigInteger(), ForeignKey("work_orders.id"), nullable=False, index=True),
+    Column("key", String(160), nullable=False, unique=True),
+    Column("stage", String(16), nullable=False),
+    Column("from_level", String(16), nullable=False),
+    Column("to_level", String(16), nullable=False),
+    Column("target", String(1024), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("next_due_at", UtcDateTime(), nullable=True),
+    Column("at", UtcDateTime(), nullable=False),
+)
+"""Each SLA breach the scheduler acted on: the overdue `stage` and its `due_at`, the level the
+order rose `from_level` `to_level` (equal at the district, which is told again) and that level's
+site path `target`. `key` (`escalation.breach_key`) is UNIQUE, so of several processes seeing one
+breach only one records it (and escalates the order in the same transaction)."""
 
 
 # --- notifications ------------------------------------------------------------------------------
@@ -404,3 +451,136 @@ stream_events: Final = Table(
 the transaction of the change. `id` is the SSE event id: increasing, never reused (SQLite
 `AUTOINCREMENT`, a PostgreSQL sequence), with gaps; the primary key serves `id > ?`, the index on
 `at` the retention prune."""
+
+
+# --- dispatch: teams, technicians, rosters and the shared pool -----------------------------------
+
+teams: Final = Table(
+    "teams",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("company", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("area", String(1024), nullable=False, server_default=""),
+    Column("categories", JSON(), nullable=False),
+    Column("active", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("company", "name"),
+)
+"""A property company's team: it covers the orders within `area` (a site path, its grid; empty:
+the whole company) of its `categories` (empty: every category)."""
+
+technicians: Final = Table(
+    "technicians",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("company", String(128), nullable=False),
+    Column("team_id", BigId, ForeignKey("teams.id"), nullable=False, index=True),
+    Column("skills", JSON(), nullable=False),
+    Column("active", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""A user of role technician registered in a team (`name` is the user's name); `skills` are the
+categories they handle (empty: every category their team handles)."""
+
+shifts: Final = Table(
+    "shifts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("company", String(128), nullable=False),
+    Column(
+        "technician",
+        String(128),
+        ForeignKey("technicians.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("ends_at", UtcDateTime(), nullable=False),
+    Column("note", String(256), nullable=False, server_default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_shifts_technician_starts_at", "technician", "starts_at"),
+    Index("ix_shifts_company_starts_at", "company", "starts_at"),
+)
+"""The on-duty roster: a technician is on duty from `starts_at` (included) to `ends_at` (not)."""
+
+equipment: Final = Table(
+    "equipment",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("company", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("note", String(1024), nullable=False, server_default=""),
+    Column("active", Boolean(), nullable=False, server_default=true()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("company", "name"),
+)
+"""A property company's piece of equipment that it may lend through the pool (a pump, a lift)."""
+
+loans: Final = Table(
+    "loans",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("lender", String(128), nullable=False),
+    Column("borrower", String(128), nullable=False),
+    Column("technician", String(128), nullable=True),
+    Column("equipment_id", BigId, ForeignKey("equipment.id"), nullable=True),
+    Column("order_id", BigId, ForeignKey("work_orders.id"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("note", String(2048), nullable=False, server_default=""),
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("reason", String(2048), nullable=True),
+    Column("returned_by", String(128), nullable=True),
+    Column("returned_at", UtcDateTime(), nullable=True),
+    Column("version", Integer(), nullable=False),
+    Index("ix_loans_lender_id", "lender", "id"),
+    Index("ix_loans_borrower_id", "borrower", "id"),
+    Index("ix_loans_technician_state", "technician", "state"),
+)
+"""The shared pool (人物拆借): `lender` lends a `technician` (a user's name) or a piece of
+`equipment` to `borrower`, for one work order (`order_id`) or, without one, for any of the
+borrower's orders until returned. `state` REQUESTED, APPROVED, REJECTED (by the lender, with a
+`reason`), RETURNED or CANCELLED; `version` counts its changes."""
+
+
+# --- console sign-in -----------------------------------------------------------------------------
+
+console_sessions: Final = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+"""A person signed in to the console: the SHA-256 (hex) of the random session id their browser
+holds in an HttpOnly cookie, whose user, and until when it is valid. Signing out deletes the row;
+expired rows are deleted when someone signs in."""
+
+
+# --- photos by content hash ----------------------------------------------------------------------
+
+photos: Final = Table(
+    "photos",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("uploader", String(128), primary_key=True),
+    Column("company", String(128), nullable=False, server_default=""),
+    Column("size", BigInteger(), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("width", Integer(), nullable=True),
+    Column("height", Integer(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+"""A photo (evidence of a work order, a resident's request) and who uploaded it: the file is
+stored once under its lower-case hex SHA-256 (`cloud_ingest.photos.store`), with one row per
+uploader; `company` is the uploader's (empty for an admin); `type` the media type judged from
+its bytes; `width` and `height` in pixels where its header tells them."""

@@ -1,8 +1,15 @@
 """One poller per process reads new `stream_events` and fans them out to the connected clients.
 
 Every ~150 ms (`HubSettings.poll_interval`) the hub reads the rows with `id > watermark` in id
-order and hands each to the subscriptions whose user may see it (`user_sees`, the Python twin
-of the SQL filter `visible` of `cloud_ingest.auth.scope`).
+order and hands each to the subscriptions whose user may see it (`stream.scope.sees_event`, the
+Python twin of the SQL filter `event_scope` a client's backlog is read with). On PostgreSQL it also polls at once
+when a change commits: every transaction that records an event sends `NOTIFY` on `CHANNEL`
+(`cloud_ingest.stream.outbox`), which PostgreSQL delivers at its commit to every process, and
+the hub listens on its own connection (`_listen`). Wake-ups closer than `min_interval` are
+taken together, so a burst of commits costs a poll per `min_interval`, not one per commit. If
+the listening connection fails, the hub goes on polling every `poll_interval` and listens again
+after a while. Each event's SSE frame is encoded once (`StreamEvent.frame`) and the same bytes
+go to every client.
 Each subscription has a bounded queue: a client that does not keep up is cut off (its queue is
 dropped, its response ends) instead of growing memory; it reconnects with `Last-Event-ID` and
 reads what it missed from the table. Several processes each run their own hub on the same
@@ -43,11 +50,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sse_starlette import ServerSentEvent
 
 from cloud_ingest.auth.models import User
-from cloud_ingest.auth.scope import user_sees, visible
 from cloud_ingest.infra.schema import stream_events
+from cloud_ingest.stream.outbox import CHANNEL
+from cloud_ingest.stream.scope import event_scope, sees_event
 from cloud_ingest.tasks import cancel
 
 if TYPE_CHECKING:
@@ -64,6 +73,8 @@ _COLUMNS: Final = (
     stream_events.c.at,
     stream_events.c.data,
 )
+_RELISTEN_S: Final = 5.0
+"""Seconds before listening again after the listening connection failed."""
 _WATCH_MAX: Final = 1_000
 """At most this many given-up ids are watched for a late commit."""
 _BACKLOG_PAGE: Final = 500
@@ -89,6 +100,10 @@ class HubSettings:
     """Seconds between two prunes."""
     start_window: int = 1_000
     """At start, ids missing among this many below the highest are watched as possibly late."""
+    min_interval: float = 0.005
+    """Seconds between two polls at least, however often commits wake the hub."""
+    listen: bool = True
+    """On PostgreSQL, poll when a change commits (`LISTEN`), not only every `poll_interval`."""
 
     @classmethod
     def of(cls, settings: Settings) -> HubSettings:
@@ -115,6 +130,8 @@ class StreamEvent:
     late: bool = False
     """Delivered after the watermark had passed its id (sent without an SSE id)."""
     payload: str = field(default="", compare=False)
+    frame: bytes = field(default=b"", compare=False)
+    """The whole SSE message (`event:`, `id:` unless late, `data:`), encoded once for all clients."""
 
     @classmethod
     def of(cls, row: Any, *, late: bool = False) -> StreamEvent:  # noqa: ANN401 - a result row
@@ -128,6 +145,10 @@ class StreamEvent:
             "at": row.at.isoformat(),
             "data": row.data,
         }
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        frame = ServerSentEvent(
+            data=payload, event=row.kind, id=None if late else str(int(row.id))
+        ).encode()
         return cls(
             id=int(row.id),
             kind=row.kind,
@@ -137,7 +158,8 @@ class StreamEvent:
             at=row.at,
             data=row.data,
             late=late,
-            payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+            payload=payload,
+            frame=frame,
         )
 
 
@@ -156,6 +178,8 @@ class HubStats:
     late: int = 0
     """Given-up ids that committed later and were delivered late."""
     pruned: int = 0
+    wakeups: int = 0
+    """Commits notified (PostgreSQL `NOTIFY`) that woke the poller."""
 
 
 class Subscription:
@@ -215,6 +239,9 @@ class Hub:
         self._watched: dict[int, float] = {}
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        """Set while the hub listens for commits (PostgreSQL)."""
         self.ready = asyncio.Event()
         """Set once the watermark is known (the table was read)."""
         self.stats = HubStats()
@@ -238,11 +265,19 @@ class Hub:
         """Start the poller (it reads the starting watermark first, retrying until it can)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="stream-hub")
+        if (
+            self._listener is None
+            and self.settings.listen
+            and self._engine.dialect.name == "postgresql"
+        ):
+            self._listener = asyncio.create_task(self._listen(), name="stream-hub-listen")
 
     async def stop(self) -> None:
         """Stop polling and end every client's stream."""
         task, self._task = self._task, None
         await cancel(task)
+        listener, self._listener = self._listener, None
+        await cancel(listener)
         for sub in list(self._subs):
             sub.close()
         self._subs.clear()
@@ -270,7 +305,7 @@ class Hub:
     async def backlog(self, user: User, after: int, upto: int) -> AsyncIterator[StreamEvent]:
         """The events `user` may see with `after < id <= upto`, in id order, from the table."""
         t = stream_events.c
-        scope = visible(user, company=t.company, location=t.location)
+        scope = event_scope(user)
         cursor = after
         while cursor < upto:
             query = (
@@ -354,7 +389,7 @@ class Hub:
         for sub in list(self._subs):
             if not event.late and event.id <= sub.after:
                 continue
-            if not user_sees(sub.user, event.company, event.location):
+            if not sees_event(sub.user, event.kind, event.company, event.location, event.data):
                 continue
             if sub.offer(event):
                 self.stats.delivered += 1
@@ -388,10 +423,44 @@ class Hub:
             self._watched.pop(present_id, None)
         self.ready.set()
 
+    def _notified(self, *_args: object) -> None:
+        self.stats.wakeups += 1
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Hold a connection that `LISTEN`s on `CHANNEL` (again after a failure) for wake-ups."""
+        while True:
+            try:
+                async with self._engine.connect() as conn:
+                    await self._listen_on(conn)
+            except Exception:
+                log.warning("stream hub cannot listen for commits; polling only", exc_info=True)
+            self.listening.clear()
+            await asyncio.sleep(_RELISTEN_S)
+
+    async def _listen_on(self, conn: AsyncConnection) -> None:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        lost = asyncio.Event()
+        driver.add_termination_listener(lambda _c: lost.set())
+        await driver.add_listener(CHANNEL, self._notified)
+        try:
+            self.listening.set()
+            self._wake.set()  # catch up with what committed before listening began
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(CHANNEL, self._notified)
+
     async def _run(self) -> None:
         await self._start_watermark()
         next_prune = self._clock()
+        last_poll = -self.settings.min_interval
         while True:
+            gap = last_poll + self.settings.min_interval - self._clock()
+            if gap > 0:
+                await asyncio.sleep(gap)  # commits close together: one poll for them all
+            last_poll = self._clock()
             try:
                 await self.poll_once()
                 if self._clock() >= next_prune:

@@ -6,6 +6,10 @@
 
 The row commits or rolls back with the change, so a client never sees an event of a change that
 did not happen and never misses one that did. The returned id is the event's SSE id.
+
+On PostgreSQL the transaction also sends `NOTIFY` on `CHANNEL`: PostgreSQL delivers it when (and
+only if) the transaction commits, to every server process, whose stream hub then reads the new
+rows at once instead of at its next poll (`cloud_ingest.stream.hub`).
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from enum import Enum
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cloud_ingest.infra.schema import stream_events
 
 KINDS: Final = frozenset({"alarm", "work_order", "gateway"})
 """The kinds of event; a client's `event:` field."""
+CHANNEL: Final = "steward_stream"
+"""The PostgreSQL notification channel a transaction that records events notifies."""
+_NOTIFY: Final = text(f"NOTIFY {CHANNEL}")
+_INSERT_RETURNING_ID: Final = insert(stream_events).returning(stream_events.c.id)
+_INSERT_NOTIFYING: Final = insert(stream_events).returning(
+    stream_events.c.id, func.pg_notify(CHANNEL, "")
+)
+"""PostgreSQL: the insert and its `NOTIFY` in one statement (one round trip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +103,9 @@ async def record(
     readers cope with ids that commit out of order.
     """
     row = _row(kind, key, company, location, data)
-    result = await conn.execute(insert(stream_events).values(row).returning(stream_events.c.id))
-    return int(result.scalar_one())
+    postgresql = conn.dialect.name == "postgresql"
+    result = await conn.execute(_INSERT_NOTIFYING if postgresql else _INSERT_RETURNING_ID, row)
+    return int(result.one()[0])
 
 
 async def record_many(conn: AsyncConnection, events: Sequence[NewEvent]) -> None:
@@ -100,3 +113,10 @@ async def record_many(conn: AsyncConnection, events: Sequence[NewEvent]) -> None
     rows = [_row(e.kind, e.key, e.company, e.location, e.data) for e in events]
     if rows:
         await conn.execute(insert(stream_events), rows)
+        await _notify(conn)
+
+
+async def _notify(conn: AsyncConnection) -> None:
+    """Tell the stream hubs (at commit) that events were recorded (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_NOTIFY)

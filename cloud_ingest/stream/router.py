@@ -73,13 +73,13 @@ def _resume_point(header: str | None, query: str | None) -> int | None:
     return int(text)
 
 
-def _sse(event: StreamEvent) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=event.payload, event=event.kind, id=None if event.late else str(event.id)
-    )
+def _sse(event: StreamEvent) -> bytes:
+    return event.frame  # encoded once by the hub for every client
 
 
-async def _events(hub: Hub, user: User, after: int | None) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    hub: Hub, user: User, after: int | None
+) -> AsyncIterator[ServerSentEvent | bytes]:
     sub = hub.subscribe(user, after)
     try:
         yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)

@@ -1,9 +1,11 @@
 """The work-order state machine, as one declarative table (pure: no I/O, no clock).
 
     NEW ─accept─► ACCEPTED ─dispatch─► DISPATCHED ─start─► IN_PROGRESS ─submit─► AWAITING_VERIFICATION
-                     ▲                    │                  ▲     │ hold            │ verify
-                     └──reject (reason)───┘           resume │     ▼                 ▼ (≠ handler)
-                                                             └─ ON_HOLD             CLOSED
+                     ▲                    │                  ▲     │ hold (reason)    │ verify
+                     └──reject (reason)───┘                  │     ▼                  ▼ (≠ handler)
+                                  deny_hold (reason), resume ├── ON_HOLD (pending)   CLOSED
+                                                             │     │ approve_hold
+                                           resume (time left)└── ON_HOLD (approved: clock stopped)
     AWAITING_VERIFICATION ─rework (reason)─► REWORK ─dispatch─► DISPATCHED
     CLOSED ─rate─► RATED (rating ≤ 2: REWORK) ─follow_up─► FOLLOWED_UP (also from CLOSED)
     CLOSED / RATED / FOLLOWED_UP ─reopen (reason)─► REOPENED ─rework or dispatch─► ...
@@ -11,13 +13,22 @@
     escalate (上报, reason) keeps the state and raises the level (grid → community → street →
     district, `escalation.ESCALATION_LEVELS`); comment keeps the state; both record an event.
 
+**A hold** (延期) is asked for and approved. A technician's `hold` moves the order to ON_HOLD
+*pending*: the handling stage's clock keeps running (its due time stays, and a breach escalates as
+ever). A supervisor's `approve_hold` stops the clock (`SlaClock.PAUSE`: the order keeps the due
+time it had and the instant of approval, and has no due time while held); `deny_hold` (reason)
+returns it to IN_PROGRESS with the due time it had all along; `resume` returns it to IN_PROGRESS,
+after an approved hold with the handling time that was left at the approval (`SlaClock.RESUME`),
+and before one (the request withdrawn) with the due time unchanged. A hold is approved or denied
+once: both are refused (`IllegalActionError`) once it is approved.
+
 `TRANSITIONS` maps each action a person may take to the states it applies in, the state it leads
 to, the payload fields it requires and the roles that may take it. `decide` checks one action
 against an order and returns what changes; it raises `IllegalActionError` (the action does not apply
 in the order's state: the API answers `409` naming the allowed actions), `ActionForbiddenError` (this
 person may not, e.g. the handler verifying their own work) or `InvalidPayloadError` (a required field is
-missing or out of range). The system's own events (`open`, `alarm`, `auto_verify`) are not in the
-table: people cannot take them.
+missing or out of range). The system's own events (`open`, `alarm`, `auto_verify`, and the SLA
+scheduler's `breach`, `breaches.py`) are not in the table: people cannot take them.
 """
 
 from __future__ import annotations
@@ -77,6 +88,23 @@ ALARM_ACTION: Final = "alarm"
 """An alarm change attached as evidence (the state stays)."""
 AUTO_VERIFY_ACTION: Final = "auto_verify"
 """The sensor's RESOLVED closes an order of a category that opted into auto-verification."""
+BREACH_ACTION: Final = "breach"
+"""The SLA scheduler found the running stage overdue and escalated the order (the state stays)."""
+
+
+class SlaClock(StrEnum):
+    """What an action does to the running SLA stage's due time (`Decision.sla_clock`)."""
+
+    RESTART = "restart"
+    """A change of state starts the new state's stage afresh (no change of state: the due time
+    stays)."""
+    KEEP = "keep"
+    """The due time stays, whatever the state (a hold asked for, denied or withdrawn)."""
+    PAUSE = "pause"
+    """The clock stops: no due time until resumed (an approved hold)."""
+    RESUME = "resume"
+    """The clock runs again with the time that was left when it stopped."""
+
 
 OPEN_STATES: Final = frozenset(
     {
@@ -181,6 +209,7 @@ _TIMESTAMPS: Final = {
     Action.START: "started_at",
     Action.SUBMIT: "submitted_at",
     Action.VERIFY: "closed_at",
+    Action.APPROVE_HOLD: "hold_approved_at",
 }
 """The order's column set to the time of the action."""
 
@@ -218,6 +247,8 @@ class OrderFacts:
     handler: str | None = None
     requester: str | None = None
     escalation_level: int = 0
+    hold_approved: bool = False
+    """The order is ON_HOLD and a supervisor approved the hold (its SLA clock stands still)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +266,21 @@ class Decision:
     is filled with the event's time by the caller (see `timestamp_column`)."""
     counts_rework: bool = False
     timestamp_column: str | None = None
+    sla_clock: SlaClock = SlaClock.RESTART
+    """What happens to the order's due time (see `SlaClock`)."""
 
 
-def allowed_actions(state: State, role: Role) -> list[str]:
-    """The actions `role` may take in `state`, in table order."""
-    return [a.value for a, t in TRANSITIONS.items() if state in t.sources and role in t.roles]
+_DECIDED_ONCE: Final = frozenset({Action.APPROVE_HOLD, Action.DENY_HOLD})
+"""A hold is approved or denied once."""
+
+
+def allowed_actions(state: State, role: Role, *, hold_approved: bool = False) -> list[str]:
+    """The actions `role` may take in `state`, in table order (a hold is decided once)."""
+    return [
+        a.value
+        for a, t in TRANSITIONS.items()
+        if state in t.sources and role in t.roles and not (hold_approved and a in _DECIDED_ONCE)
+    ]
 
 
 def parse_action(name: str, state: State, role: Role) -> Action:
@@ -324,6 +365,36 @@ def _effects(  # noqa: PLR0917 - private helper of `decide`
     return target, changes, counts_rework
 
 
+_HOLD_COLUMNS: Final = ("hold_approved_at", "hold_due_at")
+"""The order's columns of an approved hold: when it was approved, and the due time it stopped."""
+
+
+def _hold_clock(
+    action: Action, target: State, order: OrderFacts, role: Role, changes: dict[str, object]
+) -> SlaClock:
+    """What `action` (leading to `target`) does to the SLA clock, as the hold rules say.
+
+    Leaving ON_HOLD (deny, resume, cancel) clears the hold columns. Raises `IllegalActionError`
+    for approving or denying a hold that is already approved.
+    """
+    if action in _DECIDED_ONCE and order.hold_approved:
+        allowed = allowed_actions(order.state, role, hold_approved=True)
+        raise IllegalActionError(action.value, order.state, allowed)
+    if action is Action.HOLD:
+        changes.update(dict.fromkeys(_HOLD_COLUMNS))  # asked for, not approved yet
+        return SlaClock.KEEP
+    if action is Action.APPROVE_HOLD:
+        return SlaClock.PAUSE  # the caller sets `hold_approved_at` and `hold_due_at`
+    if order.state is not State.ON_HOLD or target is State.ON_HOLD:
+        return SlaClock.RESTART
+    changes.update(dict.fromkeys(_HOLD_COLUMNS))
+    if action is Action.RESUME and order.hold_approved:
+        return SlaClock.RESUME
+    if action in {Action.RESUME, Action.DENY_HOLD}:
+        return SlaClock.KEEP
+    return SlaClock.RESTART
+
+
 def decide(
     order: OrderFacts, name: str, actor: str, role: Role, payload: Mapping[str, object]
 ) -> Decision:
@@ -349,6 +420,7 @@ def decide(
     target, changes, counts_rework = _effects(
         action, transition.target or order.state, order, actor, payload, data
     )
+    sla_clock = _hold_clock(action, target, order, role, changes)
     photos = _photos(payload)
     return Decision(
         action=action,
@@ -360,6 +432,7 @@ def decide(
         changes=changes,
         counts_rework=counts_rework,
         timestamp_column=_TIMESTAMPS.get(action),
+        sla_clock=sla_clock,
     )
 
 

@@ -4,11 +4,13 @@ Rows are scoped in one place (`store.visible_orders`): a user sees the orders of
 within their area, a resident only their own requests, an administrator all; an order outside
 the scope is `404`, as an unknown one. An action the order's state does not allow is a `409`
 problem naming the `state` and the `allowed_actions`; an `expected_version` the order has moved
-past is a `412` problem with the current `version`.
+past is a `412` problem with the current `version`. Photos named by an action or a request must
+have been uploaded (`POST /api/v1/photos`) and be the user's to see (`422` otherwise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 
@@ -16,8 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from cloud_ingest.auth.models import Role, User
-from cloud_ingest.auth.permissions import CurrentUser, require
+from cloud_ingest.auth.permissions import CurrentUser, database, require
 from cloud_ingest.paging import DEFAULT_LIMIT, After, Limit, Page, decode_cursor, encode_cursor
+from cloud_ingest.photos.router import refuse_unattachable
 from cloud_ingest.problems import problem
 from cloud_ingest.work_orders.lifecycle import (
     ActionForbiddenError,
@@ -66,8 +69,13 @@ Location = Annotated[
 ]
 
 
+def _held(row: Mapping[str, Any]) -> bool:
+    """Whether the order is ON_HOLD with its hold approved already."""
+    return row.get("hold_approved_at") is not None
+
+
 def _out(row: dict[str, Any], user: User) -> WorkOrderOut:
-    actions = allowed_actions(State(row["state"]), user.role)
+    actions = allowed_actions(State(row["state"]), user.role, hold_approved=_held(row))
     return WorkOrderOut.model_validate({**row, "allowed_actions": actions})
 
 
@@ -131,7 +139,7 @@ async def get_work_order(service: Service, user: CurrentUser, order_id: OrderId)
         row = await service.get(order_id, user)
     except OrderNotFoundError as err:
         raise HTTPException(404, str(err)) from None
-    actions = allowed_actions(State(row["state"]), user.role)
+    actions = allowed_actions(State(row["state"]), user.role, hold_approved=_held(row))
     return WorkOrderDetail.model_validate({**row, "allowed_actions": actions})
 
 
@@ -148,6 +156,7 @@ async def act_on_work_order(
     """Apply the action; `409` names the state and the allowed actions if it does not apply."""
     payload = body.model_dump(exclude={"action", "expected_version"}, exclude_none=True)
     instance = request.url.path
+    await refuse_unattachable(database(request), user, body.photos)
     try:
         row = await service.act(order_id, body.action, user, payload, body.expected_version)
     except OrderNotFoundError as err:
@@ -183,8 +192,11 @@ async def act_on_work_order(
     status_code=201,
     responses={422: {"description": "A required field is missing"}},
 )
-async def create_request(service: Service, user: CurrentUser, body: RequestIn) -> WorkOrderOut:
+async def create_request(
+    service: Service, user: CurrentUser, body: RequestIn, http: Request
+) -> WorkOrderOut:
     """Open a work order for the request (a repeated 12345 reference returns the first)."""
+    await refuse_unattachable(database(http), user, body.photos)
     request = RequestInput(**body.model_dump())
     try:
         row = await service.create_request(user, request)

@@ -89,7 +89,12 @@ class ActionIn(BaseModel):
 
     action: str = Field(min_length=1, max_length=32, examples=["accept", "dispatch", "verify"])
     reason: str | None = Field(None, max_length=2048, description="cancel, hold, reject, ...")
-    assignee: str | None = Field(None, max_length=128, description="dispatch: the technician")
+    assignee: str | None = Field(
+        None, max_length=128, description="dispatch: the technician (none: assigned by the roster)"
+    )
+    team: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="dispatch: assign within this team (by the roster)"
+    )
     result: str | None = Field(None, max_length=4096, description="submit: what was done")
     comment: str | None = Field(None, max_length=4096)
     rating: int | None = Field(

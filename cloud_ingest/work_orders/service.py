@@ -15,6 +15,14 @@ SQLite's write transaction serialises all writers), so redelivery and several pr
 open two orders for one group nor attach one change twice. A failing batch is retried change by
 change; a change that still fails is counted and logged, never raised to the ingest.
 
+A call is one batch: under the locks it reads, in a few set queries, everything its decisions
+depend on (the dedupe keys already applied, the orders its alarms are attached to, the open
+orders of its groups within the window, locked in id order, and their attached alarms), decides
+change by change in memory exactly as if each change were applied alone in order (a change sees
+the orders, links and events the changes before it made), then writes orders, events, links and
+publications in bulk, with the new orders' numbers drawn in one step. A call of more than
+`BATCH_MAX` changes is applied as consecutive batches of that size.
+
 **Actions** (`act`). One action per transaction: the order row is locked (`SELECT ... FOR UPDATE`
 on PostgreSQL), checked against the lifecycle table (`lifecycle.decide`), optionally against the
 caller's `expected_version`, and changed together with its next event, so concurrent actions are
@@ -31,13 +39,13 @@ notifications for the steps people act on). Due times come from the SLA table (`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,14 +66,17 @@ from cloud_ingest.work_orders import store, triage
 from cloud_ingest.work_orders.lifecycle import (
     ALARM_ACTION,
     AUTO_VERIFY_ACTION,
+    OPEN_ACTION,
     OPEN_STATES,
     ActionForbiddenError,
     InvalidPayloadError,
+    SlaClock,
     State,
     decide,
 )
-from cloud_ingest.work_orders.publish import publish
-from cloud_ingest.work_orders.sla import SlaPolicy, Stage, default_policy
+from cloud_ingest.work_orders.publish import Publication, publish, publish_many
+from cloud_ingest.work_orders.sla import SlaPolicy, default_policy
+from cloud_ingest.work_orders.stages import STAGE_OF, sla_category, sla_priority
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +88,13 @@ TITLE_MAX: Final = 256
 DEADLINE_RANGE: Final = timedelta(days=3650)
 """A hotline deadline further than this from now is refused as a typing error."""
 DESCRIPTION_MAX: Final = 4096
-_STAGE_OF: Final = {
-    State.NEW: Stage.ACCEPTANCE,
-    State.ACCEPTED: Stage.DISPATCH,
-    State.REWORK: Stage.DISPATCH,
-    State.REOPENED: Stage.DISPATCH,
-    State.DISPATCHED: Stage.ARRIVAL,
-    State.IN_PROGRESS: Stage.HANDLING,
-    State.AWAITING_VERIFICATION: Stage.VERIFICATION,
-}
-"""The SLA stage that runs while an order is in a state (none: the clock does not run)."""
-_SLA_PRIORITY: Final = {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
+BATCH_MAX: Final = 500
+"""Alarm changes decided in one transaction at most (a longer call is split, in order)."""
+_IN_CHUNK: Final = 500
+"""Values per `IN (...)` list of the alarm batch's reads."""
+_GROUP_LOCKS: Final = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) k")
+"""The group locks of a batch in one statement (taken in the order of the sorted keys)."""
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +148,122 @@ class RequestInput:
 
 
 @dataclass(slots=True)
+class _Link:
+    """An alarm attached to an order, as the batch leaves it."""
+
+    first_seq: int
+    last_seq: int
+    state: str
+    updated_at: datetime
+    new: bool = True
+    """Not stored yet (inserted at the end of the batch)."""
+    dirty: bool = False
+    """Stored, and moved on by the batch (updated at the end)."""
+
+    @classmethod
+    def of(cls, row: Any) -> _Link:  # noqa: ANN401 - a `work_order_alarms` row
+        """The link of a stored row."""
+        return cls(int(row.first_seq), int(row.last_seq), str(row.state), row.updated_at, new=False)
+
+    def values(self, order_id: int, fingerprint: str) -> dict[str, object]:
+        """The `work_order_alarms` row."""
+        return {
+            "order_id": order_id,
+            "fingerprint": fingerprint,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "state": self.state,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class _Order:
+    """An order a batch may change: its row as the changes so far left it."""
+
+    row: dict[str, Any]
+    key: tuple[int, int]
+    """Orders compare by id: (0, id) for a stored order, (1, n) for the n-th opened by the batch
+    (its id, drawn at the end, is above every stored one)."""
+    version: int
+    """The version as read under the lock (0: opened by the batch)."""
+    links: dict[str, _Link] = field(default_factory=dict)
+    """The alarms attached (of a stored order: those the batch's decisions need)."""
+
+
+@dataclass(slots=True)
 class _Batch:
-    """What one alarm call has looked up so far (per transaction)."""
+    """What one alarm call has read, and decided so far (per transaction)."""
 
     companies: dict[str, str] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    """Dedupe keys of the changes applied (stored, or earlier in the batch)."""
+    orders: list[_Order] = field(default_factory=list)
+    stored: dict[int, _Order] = field(default_factory=dict)
+    opened: list[_Order] = field(default_factory=list)
+    by_fingerprint: dict[str, list[_Order]] = field(default_factory=dict)
+    groups: dict[tuple[str, str], list[_Order]] = field(default_factory=dict)
+    events: list[tuple[_Order, dict[str, object]]] = field(default_factory=list)
+    publications: list[tuple[_Order, dict[str, Any], str, str | None]] = field(default_factory=list)
+
+    def add_order(self, order: _Order) -> None:
+        """Know `order` (stored, or opened by the batch)."""
+        self.orders.append(order)
+        if order.version:
+            self.stored[int(order.row["id"])] = order
+        group = (str(order.row["location"]), str(order.row["category"]))
+        self.groups.setdefault(group, []).append(order)
+
+    def link(self, order: _Order, fingerprint: str, link: _Link) -> None:
+        """Attach `fingerprint` to `order` (a link already known stays as it is)."""
+        if fingerprint in order.links:
+            return
+        order.links[fingerprint] = link
+        self.by_fingerprint.setdefault(fingerprint, []).append(order)
+
+    def event(
+        self,
+        order: _Order,
+        *,
+        action: str,
+        to_state: State,
+        at: datetime,
+        evidence: Mapping[str, object],
+        data: Mapping[str, object] | None = None,
+        reason: str | None = None,
+        dedupe: str | None = None,
+    ) -> None:
+        """Append the order's next event (as `store.append_event` does) and move its row on."""
+        row = order.row
+        opening = action == OPEN_ACTION
+        seq = 1 if opening else int(row["version"]) + 1
+        event: dict[str, object] = {
+            "seq": seq,
+            "action": action,
+            "from_state": None if opening else row["state"],
+            "to_state": to_state.value,
+            "actor": store.SYSTEM_ACTOR,
+            "role": ALARM_ROLE,
+            "at": at,
+            "reason": reason,
+            "evidence": dict(evidence),
+            "data": dict(data or {}),
+            "dedupe": dedupe,
+        }
+        self.events.append((order, event))
+        row.update(state=to_state.value, version=seq, updated_at=at)
+        if dedupe is not None:
+            self.seen.add(dedupe)
+
+    def publish(self, order: _Order, *, action: str, from_state: str | None) -> None:
+        """Publish the order's row as it is now (written with the batch)."""
+        self.publications.append((order, dict(order.row), action, from_state))
+
+
+def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
 
 
 class WorkOrders:
@@ -173,6 +291,10 @@ class WorkOrders:
         """Open, join or annotate orders for `changes` (idempotent; never raises)."""
         if not changes:
             return
+        if len(changes) > BATCH_MAX:
+            for start in range(0, len(changes), BATCH_MAX):
+                await self.alarm_instances_changed(changes[start : start + BATCH_MAX])
+            return
         try:
             await self._apply_changes(changes)
         except Exception:
@@ -191,229 +313,294 @@ class WorkOrders:
                     keys = sorted(
                         {triage.group_lock_key(c.location, triage.category_of(c)) for c in changes}
                     )
-                    for key in keys:
-                        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+                    await conn.execute(_GROUP_LOCKS, {"keys": keys})
                 batch = await self._prefetch(conn, changes)
                 counts = WorkOrderStats()
                 for change in changes:
-                    await self._apply_one(conn, change, batch, counts)
+                    self._apply_one(change, batch, counts)
+                await self._write(conn, batch)
         for name in ("orders_opened", "alarms_attached", "duplicates", "ignored", "auto_verified"):
             setattr(self.stats, name, getattr(self.stats, name) + getattr(counts, name))
 
     async def _prefetch(
         self, conn: AsyncConnection, changes: Sequence[AlarmInstanceChange]
     ) -> _Batch:
+        """Read, in a few set queries, everything the batch's decisions depend on (locked)."""
         batch = _Batch()
         gateway_ids = sorted({c.gateway_id for c in changes})
-        rows = await conn.execute(
-            select(gateways.c.id, gateways.c.company).where(gateways.c.id.in_(gateway_ids))
-        )
-        batch.companies = {str(gid): str(company) for gid, company in rows}
-        fingerprints = sorted({c.fingerprint for c in changes})
-        rows = await conn.execute(
-            select(alarm_instances.c.fingerprint, alarm_instances.c.description).where(
-                alarm_instances.c.fingerprint.in_(fingerprints)
+        for chunk in _chunks(gateway_ids):
+            rows = await conn.execute(
+                select(gateways.c.id, gateways.c.company).where(gateways.c.id.in_(chunk))
             )
-        )
-        batch.descriptions = {str(fp): str(d) for fp, d in rows}
+            batch.companies.update((str(gid), str(company)) for gid, company in rows)
+        fingerprints = sorted({c.fingerprint for c in changes})
+        for chunk in _chunks(fingerprints):
+            rows = await conn.execute(
+                select(alarm_instances.c.fingerprint, alarm_instances.c.description).where(
+                    alarm_instances.c.fingerprint.in_(chunk)
+                )
+            )
+            batch.descriptions.update((str(fp), str(d)) for fp, d in rows)
+        dedupes = sorted({triage.dedupe_key(c) for c in changes})
+        for chunk in _chunks(dedupes):
+            seen = await conn.execute(
+                select(work_order_events.c.dedupe).where(work_order_events.c.dedupe.in_(chunk))
+            )
+            batch.seen.update(str(d) for d in seen.scalars())
+        links: list[Any] = []
+        for chunk in _chunks(fingerprints):
+            links.extend(
+                await conn.execute(
+                    select(work_order_alarms).where(work_order_alarms.c.fingerprint.in_(chunk))
+                )
+            )
+        await self._load_orders(conn, changes, links, batch)
+        for link in links:
+            if int(link.order_id) in batch.stored:
+                batch.link(batch.stored[int(link.order_id)], link.fingerprint, _Link.of(link))
+        verifying = [
+            order_id
+            for order_id, order in batch.stored.items()
+            if order.row["category"] in self.settings.auto_verify_categories
+            and State(order.row["state"]) in OPEN_STATES
+        ]
+        for ids in _chunks(verifying):
+            for link in await conn.execute(
+                select(work_order_alarms).where(work_order_alarms.c.order_id.in_(ids))
+            ):
+                batch.link(batch.stored[int(link.order_id)], link.fingerprint, _Link.of(link))
         return batch
 
-    async def _apply_one(
+    async def _load_orders(
         self,
         conn: AsyncConnection,
-        change: AlarmInstanceChange,
+        changes: Sequence[AlarmInstanceChange],
+        links: Sequence[Any],
         batch: _Batch,
-        counts: WorkOrderStats,
     ) -> None:
+        """Lock and read the orders a change may join: attached ones and group candidates.
+
+        Of the orders an alarm is attached to, only its latest and the open ones can be chosen;
+        of a group, only the open orders whose last alarm may still be within the window of the
+        batch's earliest change. One query in id order, so concurrent batches lock rows in the
+        same order.
+        """
+        latest: dict[str, int] = {}
+        for link in links:
+            latest[link.fingerprint] = max(int(link.order_id), latest.get(link.fingerprint, 0))
+        acting = [c for c in changes if triage.needs_action(c)]
+        conditions: list[ColumnElement[bool]] = []
+        open_values = [s.value for s in OPEN_STATES]
+        t = work_orders.c
+        if latest:
+            attached = select(work_order_alarms.c.order_id).where(
+                work_order_alarms.c.fingerprint.in_(sorted(latest))
+            )
+            conditions.append(t.id.in_(sorted(set(latest.values()))))
+            conditions.append(and_(t.id.in_(attached), t.state.in_(open_values)))
+        if acting:
+            since = min(c.last_event_at for c in acting) - self.settings.group_window
+            conditions.append(
+                and_(
+                    t.location.in_(sorted({c.location for c in acting})),
+                    t.category.in_(sorted({triage.category_of(c) for c in acting})),
+                    t.state.in_(open_values),
+                    func.coalesce(t.last_alarm_at, t.created_at) >= since,
+                )
+            )
+        if not conditions:
+            return
+        query = select(work_orders).where(or_(*conditions)).order_by(t.id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        result = await conn.execute(query)
+        names = list(result.keys())
+        for values in result.all():
+            row = dict(zip(names, values, strict=True))
+            batch.add_order(_Order(row, (0, int(row["id"])), int(row["version"])))
+
+    def _apply_one(
+        self, change: AlarmInstanceChange, batch: _Batch, counts: WorkOrderStats
+    ) -> None:
+        """Decide `change` against the batch's state as the changes before it left it."""
         dedupe = triage.dedupe_key(change)
-        seen = await conn.execute(
-            select(work_order_events.c.id).where(work_order_events.c.dedupe == dedupe)
-        )
-        if seen.first() is not None:
+        if dedupe in batch.seen:
             counts.duplicates += 1
             return
         acts = triage.needs_action(change)
-        order = await self._attached_order(conn, change.fingerprint, open_only=acts)
+        order = self._attached_order(batch, change.fingerprint, open_only=acts)
         if order is None and acts:
-            order = await self._group_order(conn, change)
+            order = self._group_order(batch, change)
         if order is None:
             if not acts:
                 counts.ignored += 1
                 return
-            await self._open_for_alarm(conn, change, batch, dedupe)
+            self._open_for_alarm(change, batch, dedupe)
             counts.orders_opened += 1
             return
-        await self._attach(conn, order, change, dedupe, counts)
+        self._attach(batch, order, change, dedupe, counts)
 
-    async def _attached_order(
-        self, conn: AsyncConnection, fingerprint: str, *, open_only: bool
-    ) -> dict[str, Any] | None:
-        query = (
-            select(work_orders.c.id)
-            .join(work_order_alarms, work_order_alarms.c.order_id == work_orders.c.id)
-            .where(work_order_alarms.c.fingerprint == fingerprint)
-        )
-        if open_only:
-            query = query.where(work_orders.c.state.in_([s.value for s in OPEN_STATES]))
-        order_id = (
-            await conn.execute(query.order_by(work_orders.c.id.desc()).limit(1))
-        ).scalar_one_or_none()
-        return None if order_id is None else await store.lock_order(conn, int(order_id))
+    @staticmethod
+    def _attached_order(batch: _Batch, fingerprint: str, *, open_only: bool) -> _Order | None:
+        """The latest order `fingerprint` is attached to (the latest open one: `open_only`)."""
+        best: _Order | None = None
+        for order in batch.by_fingerprint.get(fingerprint, ()):
+            if open_only and State(order.row["state"]) not in OPEN_STATES:
+                continue
+            if best is None or order.key > best.key:
+                best = order
+        return best
 
-    async def _group_order(
-        self, conn: AsyncConnection, change: AlarmInstanceChange
-    ) -> dict[str, Any] | None:
+    def _group_order(self, batch: _Batch, change: AlarmInstanceChange) -> _Order | None:
+        """The latest open order of the change's group whose last alarm is within the window."""
         since = change.last_event_at - self.settings.group_window
-        order_id = (
-            await conn.execute(
-                select(work_orders.c.id)
-                .where(
-                    work_orders.c.location == change.location,
-                    work_orders.c.category == triage.category_of(change),
-                    work_orders.c.state.in_([s.value for s in OPEN_STATES]),
-                    func.coalesce(work_orders.c.last_alarm_at, work_orders.c.created_at) >= since,
-                )
-                .order_by(work_orders.c.id.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        return None if order_id is None else await store.lock_order(conn, int(order_id))
+        best: _Order | None = None
+        for order in batch.groups.get((change.location, triage.category_of(change)), ()):
+            row = order.row
+            last = row["last_alarm_at"] if row["last_alarm_at"] is not None else row["created_at"]
+            if State(row["state"]) not in OPEN_STATES or last < since:
+                continue
+            if best is None or order.key > best.key:
+                best = order
+        return best
 
-    async def _open_for_alarm(
-        self, conn: AsyncConnection, change: AlarmInstanceChange, batch: _Batch, dedupe: str
-    ) -> None:
+    def _open_for_alarm(self, change: AlarmInstanceChange, batch: _Batch, dedupe: str) -> None:
         now = self._clock.now()
         category, priority = triage.category_of(change), triage.priority_of(change)
         description = batch.descriptions.get(change.fingerprint, "")
-        title = f"{change.rule_id} at {change.location}"[:TITLE_MAX]
-        values = {
-            "number": await store.next_number(conn, now, self._tz),
+        row: dict[str, Any] = {
             "source": "alarm",
             "category": category,
             "priority": priority,
             "company": batch.companies.get(change.gateway_id, ""),
             "location": change.location,
-            "title": title,
+            "title": f"{change.rule_id} at {change.location}"[:TITLE_MAX],
             "description": description[:DESCRIPTION_MAX],
             "fingerprint": change.fingerprint,
             "last_alarm_at": change.last_event_at,
             "due_at": self._due(
                 State.NEW, category=category, source="alarm", priority=priority, started_at=now
             ),
+            "verifier": None,
+            "closed_at": None,
+            "state": State.NEW.value,
+            "version": 0,
+            "created_at": now,
+            "updated_at": now,
         }
-        order = await store.insert_order(
-            conn,
-            values,
-            actor=store.SYSTEM_ACTOR,
-            role=ALARM_ROLE,
+        order = _Order(row, (1, len(batch.opened)), 0)
+        batch.opened.append(order)
+        batch.add_order(order)
+        batch.event(
+            order,
+            action=OPEN_ACTION,
+            to_state=State.NEW,
             at=now,
             evidence={"alarms": [_alarm_evidence(change)]},
             data={"rule_id": change.rule_id, "device_id": change.device_id},
             dedupe=dedupe,
         )
-        await conn.execute(
-            work_order_alarms.insert().values(
-                order_id=order["id"],
-                fingerprint=change.fingerprint,
-                first_seq=change.last_seq,
-                last_seq=change.last_seq,
-                state=triage.state_of(change),
-                updated_at=now,
-            )
-        )
-        await publish(conn, order, action="open", from_state=None, actor=store.SYSTEM_ACTOR)
+        state = triage.state_of(change)
+        batch.link(order, change.fingerprint, _Link(change.last_seq, change.last_seq, state, now))
+        batch.publish(order, action=OPEN_ACTION, from_state=None)
 
-    async def _attach(
+    def _attach(
         self,
-        conn: AsyncConnection,
-        order: dict[str, Any],
+        batch: _Batch,
+        order: _Order,
         change: AlarmInstanceChange,
         dedupe: str,
         counts: WorkOrderStats,
     ) -> None:
         now = self._clock.now()
         state = triage.state_of(change)
-        await self._record_alarm(conn, order["id"], change, now)
-        changes: dict[str, object] = {}
+        self._record_alarm(batch, order, change, now)
+        row = order.row
         if triage.needs_action(change):
-            last = order["last_alarm_at"]
-            changes["last_alarm_at"] = (
+            last = row["last_alarm_at"]
+            row["last_alarm_at"] = (
                 change.last_event_at if last is None else max(last, change.last_event_at)
             )
-            priority = triage.more_urgent(order["priority"], triage.priority_of(change))
-            if priority != order["priority"]:
-                changes["priority"] = priority
-        order = await store.append_event(
-            conn,
+            row["priority"] = triage.more_urgent(row["priority"], triage.priority_of(change))
+        batch.event(
             order,
             action=ALARM_ACTION,
-            to_state=State(order["state"]),
-            actor=store.SYSTEM_ACTOR,
-            role=ALARM_ROLE,
+            to_state=State(row["state"]),
             at=now,
             evidence={"alarms": [_alarm_evidence(change)]},
             data={"alarm_state": state, "stale": change.stale, "device_id": change.device_id},
-            changes=changes,
             dedupe=dedupe,
         )
         counts.alarms_attached += 1
-        await publish(
-            conn, order, action=ALARM_ACTION, from_state=order["state"], actor=store.SYSTEM_ACTOR
-        )
+        batch.publish(order, action=ALARM_ACTION, from_state=row["state"])
         if (
             state in triage.CLEARED_STATES
-            and order["category"] in self.settings.auto_verify_categories
-            and State(order["state"]) in OPEN_STATES
-            and await self._all_cleared(conn, order["id"])
+            and row["category"] in self.settings.auto_verify_categories
+            and State(row["state"]) in OPEN_STATES
+            and self._all_cleared(order)
         ):
-            before = order["state"]
-            order = await store.append_event(
-                conn,
+            before = row["state"]
+            row.update(verifier=store.SYSTEM_ACTOR, closed_at=now, due_at=None)
+            batch.event(
                 order,
                 action=AUTO_VERIFY_ACTION,
                 to_state=State.CLOSED,
-                actor=store.SYSTEM_ACTOR,
-                role=ALARM_ROLE,
                 at=now,
-                reason=f"{order['category']} verifies itself: every attached alarm cleared",
+                reason=f"{row['category']} verifies itself: every attached alarm cleared",
                 evidence={"alarms": [_alarm_evidence(change)]},
-                changes={"verifier": store.SYSTEM_ACTOR, "closed_at": now, "due_at": None},
             )
             counts.auto_verified += 1
-            await publish(
-                conn, order, action=AUTO_VERIFY_ACTION, from_state=before, actor=store.SYSTEM_ACTOR
-            )
+            batch.publish(order, action=AUTO_VERIFY_ACTION, from_state=before)
 
-    async def _record_alarm(
-        self, conn: AsyncConnection, order_id: int, change: AlarmInstanceChange, now: datetime
+    @staticmethod
+    def _record_alarm(
+        batch: _Batch, order: _Order, change: AlarmInstanceChange, now: datetime
     ) -> None:
-        table = work_order_alarms
-        key = (table.c.order_id == order_id, table.c.fingerprint == change.fingerprint)
-        row = (await conn.execute(select(table.c.last_seq).where(*key))).first()
+        """Attach the alarm to the order, or move its link on unless `change` is older."""
         state = "stale" if change.stale else triage.state_of(change)
-        if row is None:
-            await conn.execute(
-                table.insert().values(
-                    order_id=order_id,
-                    fingerprint=change.fingerprint,
-                    first_seq=change.last_seq,
-                    last_seq=change.last_seq,
-                    state=state,
-                    updated_at=now,
-                )
+        link = order.links.get(change.fingerprint)
+        if link is None:
+            batch.link(
+                order, change.fingerprint, _Link(change.last_seq, change.last_seq, state, now)
             )
-        elif change.last_seq >= int(row[0]):
-            await conn.execute(
-                update(table)
-                .where(*key)
-                .values(last_seq=change.last_seq, state=state, updated_at=now)
-            )
+        elif change.last_seq >= link.last_seq:
+            link.last_seq, link.state, link.updated_at = change.last_seq, state, now
+            link.dirty = True
 
-    async def _all_cleared(self, conn: AsyncConnection, order_id: int) -> bool:
-        states = await conn.execute(
-            select(work_order_alarms.c.state).where(work_order_alarms.c.order_id == order_id)
+    @staticmethod
+    def _all_cleared(order: _Order) -> bool:
+        return all(link.state in triage.CLEARED_STATES for link in order.links.values())
+
+    async def _write(self, conn: AsyncConnection, batch: _Batch) -> None:
+        """Write what the batch decided: new orders, changed orders, events, links, publications."""
+        if batch.opened:
+            numbers = await store.next_numbers(conn, self._clock.now(), self._tz, len(batch.opened))
+            for order, number in zip(batch.opened, numbers, strict=True):
+                order.row["number"] = number
+            inserted = await store.insert_orders(conn, [o.row for o in batch.opened])
+            for order, stored in zip(batch.opened, inserted, strict=True):
+                order.row = {**stored, **order.row, "id": stored["id"]}
+        await store.update_orders(
+            conn,
+            [(o.row, o.version) for o in batch.stored.values() if o.row["version"] != o.version],
         )
-        return all(s in triage.CLEARED_STATES for (s,) in states)
+        await store.insert_events(conn, [{**e, "order_id": o.row["id"]} for o, e in batch.events])
+        new_links: list[dict[str, object]] = []
+        moved_links: list[dict[str, object]] = []
+        for order in batch.orders:
+            for fingerprint, link in order.links.items():
+                if link.new or link.dirty:
+                    values = link.values(order.row["id"], fingerprint)
+                    (new_links if link.new else moved_links).append(values)
+        await store.insert_links(conn, new_links)
+        await store.update_links(conn, moved_links)
+        await publish_many(
+            conn,
+            [
+                Publication({**order.row, **snapshot}, action, from_state, store.SYSTEM_ACTOR)
+                for order, snapshot, action, from_state in batch.publications
+            ],
+        )
 
     # --- actions ------------------------------------------------------------------------------
 
@@ -439,14 +626,29 @@ class WorkOrders:
                     raise store.VersionConflictError(
                         expected_version, int(order["version"]), State(order["state"])
                     )
-                decision = decide(store.facts_of(order), action, user.name, user.role, payload)
+                facts = replace(
+                    store.facts_of(order), hold_approved=order["hold_approved_at"] is not None
+                )
                 now = self._clock.now()
+                # a dispatch's assignee: the roster's pick, or the person named, checked (lent?)
+                from cloud_ingest.dispatch.service import prepare_dispatch  # noqa: PLC0415
+
+                payload, assigned = await prepare_dispatch(
+                    conn, order, action, user, payload, now=now
+                )
+                decision = decide(facts, action, user.name, user.role, payload)
                 changes = dict(decision.changes)
                 if decision.timestamp_column is not None:
                     changes[decision.timestamp_column] = now
                 if decision.counts_rework:
                     changes["rework_count"] = int(order["rework_count"]) + 1
-                if decision.to_state != decision.from_state:
+                if decision.sla_clock is SlaClock.PAUSE:  # an approved hold keeps the due time
+                    changes.update(due_at=None, hold_due_at=order["due_at"])
+                elif decision.sla_clock is SlaClock.RESUME or (
+                    decision.sla_clock is SlaClock.RESTART
+                    and decision.to_state != decision.from_state
+                ):
+                    paused = order["hold_approved_at"], order["hold_due_at"]
                     changes["due_at"] = self._due(
                         decision.to_state,
                         category=order["category"],
@@ -454,6 +656,7 @@ class WorkOrders:
                         priority=order["priority"],
                         started_at=now,
                         deadline=order["external_deadline"],
+                        paused=paused if decision.sla_clock is SlaClock.RESUME else None,
                     )
                 order = await store.append_event(
                     conn,
@@ -465,7 +668,7 @@ class WorkOrders:
                     at=now,
                     reason=decision.reason,
                     evidence=decision.evidence,
-                    data=decision.data,
+                    data={**decision.data, **assigned},
                     changes=changes,
                 )
                 await publish(
@@ -668,25 +871,36 @@ class WorkOrders:
         priority: str,
         started_at: datetime,
         deadline: datetime | None = None,
+        paused: tuple[datetime | None, datetime | None] | None = None,
     ) -> datetime | None:
-        """When the SLA stage that `state` runs falls due (None: no stage runs)."""
-        stage = _STAGE_OF.get(state)
+        """When the SLA stage that `state` runs falls due (None: no stage runs).
+
+        `paused` (when a hold was approved, the due time it stopped) resumes the stage: it is due
+        after the time that was left then, counted as working time on the category's calendar
+        (wall time for a wall-clock category), none if it was overdue already.
+        """
+        stage = STAGE_OF.get(state)
         if stage is None:
             return None
         policy = self._sla
         if policy is None:
             policy = self._sla = default_policy()
-        sla_category = "hotline_12345" if source == "hotline_12345" else category
+        entry = sla_category(source, category)
+        stopped_at, stopped_due = paused or (None, None)
+        if stopped_at is not None and stopped_due is not None:
+            calendar = policy.calendar_for(entry)
+            left = max(calendar.working_time_between(stopped_at, stopped_due), timedelta(0))
+            return calendar.add_working_time(started_at, left)
         try:
             return policy.due(
                 stage,
-                sla_category,
+                entry,
                 started_at,
-                priority=_SLA_PRIORITY.get(priority),
+                priority=sla_priority(priority),
                 deadline=deadline,
             )
         except (ValueError, KeyError):
-            log.warning("work orders: no SLA due time for %s/%s", sla_category, stage)
+            log.warning("work orders: no SLA due time for %s/%s", entry, stage)
             return None
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,25 +48,40 @@ class VersionConflictError(Exception):
 
 
 def visible_orders(user: User) -> ColumnElement[bool]:
-    """The rows of `work_orders` `user` may see (`auth.scope.visible`; a resident: their own)."""
+    """The rows of `work_orders` `user` may see (`auth.scope.visible`; a resident: their own).
+
+    A technician also sees the orders dispatched to them, another company's included (lent to it
+    through the shared pool).
+    """
     if user.role is Role.RESIDENT and not user.sees_everything:
         return work_orders.c.requester == user.name
-    return visible(user, company=work_orders.c.company, location=work_orders.c.location)
+    scope = visible(user, company=work_orders.c.company, location=work_orders.c.location)
+    if user.role is Role.TECHNICIAN:
+        return scope | (work_orders.c.assignee == user.name)
+    return scope
 
 
 async def next_number(conn: AsyncConnection, now: datetime, tz: ZoneInfo) -> str:
     """The next order number of `now`'s local day: `WO-20261207-0001` (atomic per day)."""
+    (number,) = await next_numbers(conn, now, tz, 1)
+    return number
+
+
+async def next_numbers(conn: AsyncConnection, now: datetime, tz: ZoneInfo, count: int) -> list[str]:
+    """The next `count` order numbers of `now`'s local day, in order, in one statement."""
+    if count < 1:
+        return []
     day = now.astimezone(tz).strftime("%Y%m%d")
     table = work_order_numbers
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(table)
-        .values(day=day, last=1)
-        .on_conflict_do_update(index_elements=[table.c.day], set_={"last": table.c.last + 1})
+        .values(day=day, last=count)
+        .on_conflict_do_update(index_elements=[table.c.day], set_={"last": table.c.last + count})
         .returning(table.c.last)
     )
-    last = (await conn.execute(statement)).scalar_one()
-    return f"{NUMBER_PREFIX}-{day}-{int(last):04d}"
+    last = int((await conn.execute(statement)).scalar_one())
+    return [f"{NUMBER_PREFIX}-{day}-{n:04d}" for n in range(last - count + 1, last + 1)]
 
 
 async def company_of_location(conn: AsyncConnection, location: str) -> str:
@@ -141,6 +156,105 @@ async def lock_order(
     return dict(row)
 
 
+async def insert_orders(
+    conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert orders (rows of the same columns) in one statement; their stored rows, in order.
+
+    The caller writes each order's events (`insert_events`); `version` must count them.
+    """
+    if not rows:
+        return []
+    statement = insert(work_orders).returning(*work_orders.c, sort_by_parameter_order=True)
+    result = await conn.execute(statement, [dict(r) for r in rows])
+    return [dict(r) for r in result.mappings()]
+
+
+_ORDER_MOVES: Final = (
+    "state",
+    "version",
+    "updated_at",
+    "last_alarm_at",
+    "priority",
+    "verifier",
+    "closed_at",
+    "due_at",
+)
+"""The columns of an order the alarm intake changes (`update_orders`)."""
+
+
+async def update_orders(
+    conn: AsyncConnection, orders: Sequence[tuple[Mapping[str, Any], int]]
+) -> None:
+    """Write the alarm intake's columns of locked orders: `(row, version read)` pairs.
+
+    Each update also checks the version read under the lock; a writer that got in between
+    (which the lock rules out) makes the events' `(order_id, seq)` insert fail.
+    """
+    if not orders:
+        return
+    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in _ORDER_MOVES}
+    statement = (
+        update(work_orders)
+        .where(
+            work_orders.c.id == bindparam("order_id"),
+            work_orders.c.version == bindparam("read_version"),
+        )
+        .values(values)
+    )
+    params = [
+        {
+            "order_id": row["id"],
+            "read_version": version,
+            **{f"new_{name}": row[name] for name in _ORDER_MOVES},
+        }
+        for row, version in orders
+    ]
+    await conn.execute(statement, params)
+
+
+async def insert_events(conn: AsyncConnection, events: Sequence[Mapping[str, object]]) -> None:
+    """Append events (`work_order_events` rows of the same columns) in one statement."""
+    if events:
+        await conn.execute(_INSERT_EVENT, [dict(e) for e in events])
+
+
+async def insert_links(conn: AsyncConnection, links: Sequence[Mapping[str, object]]) -> None:
+    """Attach alarms to orders (`work_order_alarms` rows) in one statement."""
+    if links:
+        await conn.execute(insert(work_order_alarms), [dict(link) for link in links])
+
+
+async def update_links(conn: AsyncConnection, links: Sequence[Mapping[str, object]]) -> None:
+    """Move attached alarms on (`last_seq`, `state`, `updated_at` by order and fingerprint)."""
+    if not links:
+        return
+    table = work_order_alarms
+    statement = (
+        update(table)
+        .where(
+            table.c.order_id == bindparam("link_order_id"),
+            table.c.fingerprint == bindparam("link_fingerprint"),
+        )
+        .values(
+            last_seq=bindparam("new_last_seq"),
+            state=bindparam("new_state"),
+            updated_at=bindparam("new_updated_at"),
+        )
+    )
+    params = [
+        {
+            "link_order_id": link["order_id"],
+            "link_fingerprint": link["fingerprint"],
+            "new_last_seq": link["last_seq"],
+            "new_state": link["state"],
+            "new_updated_at": link["updated_at"],
+        }
+        for link in links
+    ]
+    await conn.execute(statement, params)
+
+
 def facts_of(order: Mapping[str, Any]) -> OrderFacts:
     """What the lifecycle needs of an order row."""
     return OrderFacts(
@@ -188,22 +302,27 @@ async def append_event(
         now_version, now_state = current.one()
         raise VersionConflictError(version, int(now_version), State(now_state))
     await conn.execute(
-        insert(work_order_events).values(
-            order_id=order["id"],
-            seq=version + 1,
-            action=action,
-            from_state=order["state"],
-            to_state=to_state.value,
-            actor=actor,
-            role=role,
-            at=at,
-            reason=reason,
-            evidence=dict(evidence or {}),
-            data=dict(data or {}),
-            dedupe=dedupe,
-        )
+        _INSERT_EVENT,
+        {
+            "order_id": order["id"],
+            "seq": version + 1,
+            "action": action,
+            "from_state": order["state"],
+            "to_state": to_state.value,
+            "actor": actor,
+            "role": role,
+            "at": at,
+            "reason": reason,
+            "evidence": dict(evidence or {}),
+            "data": dict(data or {}),
+            "dedupe": dedupe,
+        },
     )
     return {**order, **values}
+
+
+_INSERT_EVENT: Final = insert(work_order_events)
+"""One event's insert, built once (the parameters are given with each execution)."""
 
 
 async def events_of(conn: AsyncConnection, order_id: int) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,7 +23,7 @@ from cloud_ingest.auth.service import add_user
 from cloud_ingest.cli import main
 from cloud_ingest.gateways.service import add_gateway
 from cloud_ingest.infra.config import load_settings
-from cloud_ingest.infra.schema import users
+from cloud_ingest.infra.schema import stream_events, users
 from cloud_ingest.ingest.messages import Incoming
 from cloud_ingest.main import create_app
 from cloud_ingest.problems import PROBLEM_JSON
@@ -106,6 +108,10 @@ class World:
     async def get(self, user: str, path: str, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"}
         return await self.client.get(path, params=params, headers=headers)
+
+    async def post(self, user: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        return await self.client.post(path, json=body, headers=headers)
 
     async def ok(self, user: str, path: str, **params: Any) -> Any:
         response = await self.get(user, path, **params)
@@ -484,3 +490,99 @@ async def test_the_queries_run_on_postgresql(postgres_url: str) -> None:
         await test_devices_list_filters_and_detail(world)
         await test_dead_letters_summary_without_payload(world)
         await test_alarm_detail_has_its_events_in_seq_order(world)
+        await test_an_alarm_is_acknowledged_once_per_episode_with_a_comment(world)
+
+
+async def test_concurrent_acknowledgements_on_postgresql_one_wins(postgres_url: str) -> None:
+    async with built_world(postgres_url) as world:
+        path = f"/api/v1/alarms/{quote(fingerprint('dev-1'))}/actions"
+        answers = await asyncio.gather(
+            *(
+                world.post(name, path, {"action": "ack", "comment": f"mine {i}"})
+                for i, name in enumerate(["op-a", "sup-a", "admin"] * 4)
+            )
+        )
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200] + [409] * 11, codes
+        detail = await world.ok("admin", f"/api/v1/alarms/{quote(fingerprint('dev-1'))}")
+        assert [n["kind"] for n in detail["notes"]] == ["ack"]
+
+
+# --- acknowledging alarms ---------------------------------------------------------------------
+
+
+async def test_an_alarm_is_acknowledged_once_per_episode_with_a_comment(world: World) -> None:
+    fp = fingerprint("dev-1")
+    path = f"/api/v1/alarms/{quote(fp)}/actions"
+    before = await world.ok("op-a", f"/api/v1/alarms/{quote(fp)}")
+    unacked = await world.all_pages("op-a", "/api/v1/alarms", acknowledged="false")
+    assert fp in {a["fingerprint"] for a in unacked}
+
+    answer = await world.post("op-a", path, {"action": "ack", "comment": " on my way "})
+    assert answer.status_code == 200, answer.text
+    detail = answer.json()
+    assert (detail["acknowledged"], detail["acked_by"]) == (True, "op-a")
+    assert detail["state"] == before["state"]  # acknowledging is not clearing
+    assert [(n["kind"], n["actor"], n["text"]) for n in detail["notes"]] == [
+        ("ack", "op-a", "on my way")
+    ]
+    acked = await world.all_pages("op-a", "/api/v1/alarms", acknowledged="true")
+    assert [a["fingerprint"] for a in acked] == [fp]
+    assert fp not in {
+        a["fingerprint"]
+        for a in await world.all_pages("op-a", "/api/v1/alarms", acknowledged="false")
+    }
+
+    again = await world.post("sup-a", path, {"action": "ack"})
+    assert again.status_code == 409
+    assert again.headers["content-type"] == PROBLEM_JSON
+    assert again.json()["acked_by"] == "op-a"
+
+    assert (await world.post("sup-a", path, {"action": "comment"})).status_code == 422
+    assert (
+        await world.post("sup-a", path, {"action": "comment", "comment": "  "})
+    ).status_code == 422
+    noted = await world.post("sup-a", path, {"action": "comment", "comment": "技术员已到场"})
+    assert [n["text"] for n in noted.json()["notes"]] == ["on my way", "技术员已到场"]
+    assert (await world.post("sup-a", path, {"action": "clear"})).status_code == 422
+
+    # Who may: not a technician; not another company (its alarm is not found).
+    assert (await world.post("tech-a", path, {"action": "ack"})).status_code == 403
+    assert (await world.post("op-b", path, {"action": "ack"})).status_code == 404
+
+    # Every note is a live-stream event of the alarm, with who said what.
+    async with world.app.state.engine.connect() as conn:
+        streamed = (
+            (
+                await conn.execute(
+                    select(stream_events.c.data)
+                    .where(stream_events.c.kind == "alarm", stream_events.c.key == fp)
+                    .order_by(stream_events.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    notes = [d["note"] for d in streamed if "note" in d]
+    assert [(n["kind"], n["actor"]) for n in notes] == [("ack", "op-a"), ("comment", "sup-a")]
+    assert streamed[-1]["acknowledged"] is True
+
+    # The alarm resolves and fires again: a new episode, unacknowledged until someone acks it.
+    first = alarm("dev-1", "d1/s1/c1/g1", AlarmState.FIRING, Severity.CRITICAL, 10)
+    seq = before["last_seq"]
+    resolved = dataclasses.replace(
+        first,
+        seq=seq + 1,
+        state=AlarmState.RESOLVED,
+        at=NOW - timedelta(seconds=5),
+        valid_until=None,
+    )
+    refired = dataclasses.replace(
+        first, seq=seq + 2, at=NOW - timedelta(seconds=2), starts_at=NOW - timedelta(seconds=3)
+    )
+    await world.app.state.ingest([up("gw-a", resolved, refired)])
+    detail = await world.ok("op-a", f"/api/v1/alarms/{quote(fp)}")
+    assert (detail["state"], detail["acknowledged"], detail["acked_by"]) == ("firing", False, None)
+    assert (await world.post("sup-a", path, {"action": "ack"})).status_code == 200
+    detail = await world.ok("op-a", f"/api/v1/alarms/{quote(fp)}")
+    assert [(n["kind"], n["actor"]) for n in detail["notes"]][-1] == ("ack", "sup-a")

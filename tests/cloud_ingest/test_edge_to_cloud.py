@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 from agent_process import AgentProcess
 from ingest_server import (
@@ -30,9 +27,8 @@ from ingest_server import (
     until,
     upgrade_database,
 )
-from paho.mqtt.enums import CallbackAPIVersion
+from uplink_capture import Capture, caught_up
 
-from core.envelope_json import loads
 from core.types import Envelope
 from simulators.services import Mosquitto
 
@@ -73,46 +69,14 @@ uplink: {{host: 127.0.0.1, port: {broker.port}, batch_wait_s: 0.05}}
 """
 
 
-class Capture:
-    """A plain MQTT subscriber on `steward/v1/+/up`: every envelope the broker took, by batch id."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.envelopes: dict[UUID, Envelope] = {}
-        self._lock = threading.Lock()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="capture", protocol=mqtt.MQTTv5
-        )
-        self._client.on_message = self._on_message
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *_: subscribed.set()
-        self._client.connect(broker.host, broker.port)
-        self._client.loop_start()
-        self._client.subscribe("steward/v1/+/up", qos=1)
-        assert subscribed.wait(10)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        envelope = loads(bytes(msg.payload))
-        with self._lock:
-            self.envelopes[envelope.batch_id] = envelope
-
-    def snapshot(self) -> list[Envelope]:
-        """The envelopes captured so far."""
-        with self._lock:
-            return list(self.envelopes.values())
-
-    def illuminance(self) -> set[float]:
-        """The meters' illuminance values captured so far."""
-        return {
-            float(r.value)
-            for e in self.snapshot()
-            for r in e.readings
-            if str(r.metric) == "illuminance_lux"
-        }
-
-    def close(self) -> None:
-        """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+def illuminance(capture: Capture) -> set[float]:
+    """The meters' illuminance values captured so far."""
+    return {
+        float(r.value)
+        for e in capture.snapshot()
+        for r in e.readings
+        if str(r.metric) == "illuminance_lux"
+    }
 
 
 @pytest.fixture
@@ -150,21 +114,12 @@ def wait_for_agent(broker: Mosquitto, capture: Capture, agent: AgentProcess) -> 
     def probed() -> bool:
         Publisher(broker, probe).run()
         deadline = time.monotonic() + 1
-        while time.monotonic() < deadline and -1.0 not in capture.illuminance():
+        while time.monotonic() < deadline and -1.0 not in illuminance(capture):
             time.sleep(0.05)
-        return -1.0 in capture.illuminance() or not agent.alive()
+        return -1.0 in illuminance(capture) or not agent.alive()
 
     until(probed, 60, "the agent delivers a first reading")
     assert agent.alive(), agent.log.read_text()[-3000:]
-
-
-def caught_up(db_url: str, capture: Capture) -> bool:
-    """The stored batches are the captured ones, and still are a moment later."""
-    for _ in range(2):
-        if stored_batches(db_url) != set(capture.envelopes):
-            return False
-        time.sleep(0.3)
-    return True
 
 
 def assert_stored_once(db_url: str, delivered: list[Envelope]) -> None:
@@ -206,7 +161,7 @@ def test_every_reading_and_alarm_the_agent_delivered_is_stored_once(
         states.finish()
         Publisher(mosquitto, [("zigbee2mqtt/hall/smoke", b'{"smoke": true}')]).run()
         wanted = {float(n) for n in range(STATES)}
-        until(lambda: wanted <= capture.illuminance(), 60, "every state delivered by the agent")
+        until(lambda: wanted <= illuminance(capture), 60, "every state delivered by the agent")
         until(
             lambda: any(e.alarm_events for e in capture.snapshot()), 60, "the smoke alarm delivered"
         )

@@ -9,24 +9,16 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import base64
-import email
-import hashlib
-import hmac
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message as MailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
+from receivers import ROBOT_SECRET, SECRET, Inbox, Receiver, serve_inbox, serve_receiver
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,104 +37,19 @@ from cloud_ingest.main import create_app
 from cloud_ingest.notify.outbox import enqueue
 from cloud_ingest.notify.worker import DeliveryWorker, WorkerSettings, deliver_all
 
-SECRET = "s3cret-for-hmac"  # noqa: S105 - a test key
-ROBOT_SECRET = "SEC0123456789abcdef"  # noqa: S105 - a test key
-
 # --- real receivers -------------------------------------------------------------------------------
-
-
-@dataclass
-class Receiver:
-    """A webhook and robot receiver on 127.0.0.1 that checks signatures as a real one would."""
-
-    base: str = ""
-    fail_next: int = 0
-    """Answer this many (correctly signed) requests with 500 before accepting."""
-    hooks: list[dict[str, Any]] = field(default_factory=list)
-    """Every webhook request: delivery id, whether the signature held, the JSON body."""
-    robots: list[dict[str, Any]] = field(default_factory=list)
-
-    async def hook(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        timestamp = request.headers.get("X-Steward-Timestamp", "")
-        signature = request.headers.get("X-Steward-Signature", "")
-        mac = hmac.new(SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-        valid = hmac.compare_digest(signature, "sha256=" + mac.hexdigest())
-        fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) < 300
-        self.hooks.append(
-            {
-                "delivery": request.headers.get("X-Steward-Delivery"),
-                "valid": valid and fresh,
-                "json": await request.json(),
-            }
-        )
-        if not (valid and fresh):
-            return web.Response(status=401, text="bad signature")
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            return web.Response(status=500, text="receiver busy")
-        return web.json_response({"ok": True})
-
-    async def robot(self, request: web.Request) -> web.Response:
-        timestamp = request.query.get("timestamp", "")
-        sign = request.query.get("sign", "")
-        mac = hmac.new(
-            ROBOT_SECRET.encode(), f"{timestamp}\n{ROBOT_SECRET}".encode(), hashlib.sha256
-        )
-        valid = sign == base64.b64encode(mac.digest()).decode()
-        self.robots.append({"valid": valid, "json": await request.json()})
-        if not valid:
-            return web.json_response({"errcode": 310000, "errmsg": "sign not match"})
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
-
-    async def wecom(self, request: web.Request) -> web.Response:
-        self.robots.append({"valid": True, "json": await request.json()})
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", state.hook)
-    app.router.add_post("/robot/send", state.robot)
-    app.router.add_post("/wecom/send", state.wecom)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.base = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_receiver() as state:
         yield state
-    finally:
-        await runner.cleanup()
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler keeping every mail."""
-
-    mails: list[tuple[list[str], MailMessage]] = field(default_factory=list)
-    port: int = 0
-
-    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
-        content = envelope.original_content or b""
-        self.mails.append((list(envelope.rcpt_tos), email.message_from_bytes(content)))
-        return "250 OK"
 
 
 @pytest.fixture
 async def smtp_server() -> AsyncIterator[Inbox]:
-    inbox = Inbox()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(inbox, hostname="mail.test"), "127.0.0.1", 0)
-    inbox.port = server.sockets[0].getsockname()[1]
-    try:
+    async with serve_inbox() as inbox:
         yield inbox
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 # --- database helpers -----------------------------------------------------------------------------

@@ -7,8 +7,10 @@ application: without a token (and with a bad one, and with a gateway's) the answ
 problem; with the token of each role the route does not admit, a `403` problem; a change asked by
 an area officer (a user without a company) where the route does not admit area officers, a
 `403`. A route under `/api/v1` without `require` fails the test, except the allow-listed gateway
-intake, which must refuse user tokens. Routes outside `/api/v1` must be the health, metrics and
-documentation ones.
+intake, which must refuse user tokens. The console's routes under `/console` are held to the same
+`require`, but for the sign-in form and the static files: without a session a console page
+redirects to the sign-in page and any other console route answers a `401` problem. Other routes
+outside `/api/v1` must be the health, metrics and documentation ones.
 
 Then the scoping that the roles of grid governance add: a street officer sees every company's
 alarms, devices and gateways in the street and none outside, and changes nothing; a grid member
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -37,6 +40,7 @@ from cloud_ingest.auth.models import AREA_OFFICER_ROLES, Role
 from cloud_ingest.auth.permissions import SAFE_METHODS, RoleCheck, require, role_checks
 from cloud_ingest.auth.service import UserError, add_user
 from cloud_ingest.cli import main
+from cloud_ingest.console.pages import PageRoute
 from cloud_ingest.gateways.service import add_gateway
 from cloud_ingest.infra.config import load_settings
 from cloud_ingest.infra.schema import sites
@@ -61,6 +65,14 @@ EXEMPT: Final = {
     ("GET", "/redoc"),
 }
 """Routes outside the API: liveness, readiness, metrics and the API's own documentation."""
+
+CONSOLE: Final = "/console"
+CONSOLE_PUBLIC: Final = {
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/static/{path}"),
+}
+"""Console routes anyone may ask: the sign-in form and the static files."""
 
 GATEWAY_TOKEN_ROUTES: Final = {("POST", "/api/v1/ingest")}
 """Routes under `/api/v1` taking a gateway's token instead of a user's (no `require`)."""
@@ -215,6 +227,8 @@ class Operation:
     path: str
     checks: tuple[RoleCheck, ...]
     in_schema: bool
+    page: bool = False
+    """A console page: without a session it redirects to the sign-in page."""
 
 
 def operations(app: FastAPI) -> list[Operation]:
@@ -226,8 +240,11 @@ def operations(app: FastAPI) -> list[Operation]:
         dependant = getattr(route, "dependant", None)
         checks = tuple(role_checks(dependant)) if dependant is not None else ()
         in_schema = bool(getattr(route, "include_in_schema", False))
-        methods = route.methods or {"(any)"}  # a mount or a websocket: no methods
-        found += [Operation(m, path, checks, in_schema) for m in sorted(methods) if m != "HEAD"]
+        page = isinstance(getattr(route, "original_route", route), PageRoute)
+        methods = getattr(route, "methods", None) or {"(any)"}  # a mount or a websocket: none
+        found += [
+            Operation(m, path, checks, in_schema, page) for m in sorted(methods) if m != "HEAD"
+        ]
     return found
 
 
@@ -253,7 +270,10 @@ def unguarded(app: FastAPI) -> list[str]:
     failures: list[str] = []
     for op in operations(app):
         where = f"{op.method} {op.path}"
-        if not op.path.startswith(API + "/"):
+        if op.path == CONSOLE or op.path.startswith(CONSOLE + "/"):
+            if not op.checks and (op.method, op.path) not in CONSOLE_PUBLIC:
+                failures.append(f"{where}: a console route without require(...), not public")
+        elif not op.path.startswith(API + "/"):
             if (op.method, op.path) not in EXEMPT:
                 failures.append(f"{where}: outside {API} and neither health nor documentation")
         elif not op.checks and (op.method, op.path) not in GATEWAY_TOKEN_ROUTES:
@@ -297,13 +317,16 @@ async def test_every_api_route_checks_permission(world: World) -> None:
 async def _check_route(world: World, op: Operation, where: str) -> list[str]:
     """What is wrong with the permission answers of the guarded route `op`."""
     path = concrete(op.path)
-    failures = await _unauthenticated(world, op.method, path, where)
+    if op.page:
+        failures = await _redirected(world, op.method, path, where)
+    else:
+        failures = await _unauthenticated(world, op.method, path, where)
     admitted = frozenset.intersection(*(check.roles for check in op.checks))
     for role in Role:
         if role in admitted:
             continue
         response = await world.call(op.method, path, ROLE_USERS[role])
-        if not _is_problem(response, 403):
+        if not (_is_problem(response, 403) or (op.page and _is_refused_page(response))):
             failures.append(f"{where}: a {role} (not admitted) got {_said(response)}, not 403")
     officers_act = all(check.area_officers for check in op.checks)
     if op.method not in SAFE_METHODS and not officers_act:
@@ -330,6 +353,26 @@ async def _unauthenticated(world: World, method: str, path: str, where: str) -> 
         elif not response.headers.get("www-authenticate", "").startswith("Bearer"):
             failures.append(f"{where}: {label}: 401 without WWW-Authenticate: Bearer")
     return failures
+
+
+async def _redirected(world: World, method: str, path: str, where: str) -> list[str]:
+    """A console page asked without a session (or with a bad one) sends to the sign-in page."""
+    failures: list[str] = []
+    for label, cookies in [("no session", {}), ("a bad session", {"steward_session": "forged"})]:
+        world.client.cookies.clear()
+        world.client.cookies.update(cookies)
+        response = await world.client.request(method, path)
+        world.client.cookies.clear()
+        location = response.headers.get("location", "")
+        if response.status_code != 303 or not location.startswith("/console/login?next="):
+            failures.append(f"{where}: {label} got {_said(response)}, not a redirect to sign in")
+    return failures
+
+
+def _is_refused_page(response: httpx.Response) -> bool:
+    """A console page may refuse with a page that says so (403, HTML) instead of a problem."""
+    content_type = response.headers.get("content-type", "")
+    return response.status_code == HTTPStatus.FORBIDDEN and content_type.startswith("text/html")
 
 
 def _is_problem(response: httpx.Response, status: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_ingest.cli import listening_socket
 from simulators.services import Mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,3 +186,23 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     code, out, _ = run([*command, "--help"], tmp_path)
     assert code == 0
     assert out.startswith("usage: cloud-ingest")
+
+
+async def test_connections_to_the_serve_socket_send_without_delay() -> None:
+    """Each answer goes out at once (TCP_NODELAY), not after the client's delayed ACK (~40 ms)."""
+    listening = listening_socket("127.0.0.1", 0)
+    accepted: asyncio.Queue[int] = asyncio.Queue()
+
+    async def on_connect(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        await accepted.put(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=listening)
+    try:
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        assert await asyncio.wait_for(accepted.get(), 5) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cloud_ingest import migrations
 from cloud_ingest.alarms.sweep import AlarmSweep, SweepSettings
 from cloud_ingest.auth.models import Role, User
-from cloud_ingest.auth.scope import user_sees, visible
 from cloud_ingest.auth.service import add_user
 from cloud_ingest.infra.db import create_engine
 from cloud_ingest.infra.schema import gateways, stream_events
@@ -38,6 +37,7 @@ from cloud_ingest.ingest.service import IngestService
 from cloud_ingest.ingest.work_orders import NoWorkOrders
 from cloud_ingest.stream.hub import Hub, HubSettings
 from cloud_ingest.stream.outbox import record
+from cloud_ingest.stream.scope import event_scope, sees_event
 from core.envelope_json import dumps
 from core.types import AlarmEvent, AlarmState, Envelope, Severity
 from simulators.services import free_port
@@ -476,13 +476,14 @@ async def test_the_python_scope_predicate_agrees_with_the_sql_filter(tmp_path: P
     engine = await migrated(sqlite_url(tmp_path))
     places = ["", "d1", "d1/c1", "d1/c1/b1", "d1/c10", "d1_c1", "d1/c1%", "d2/c1", "D1/c1"]
     companies = ["acme", "other", ""]
+    people = ["", "acme-d1/c1", "other-d1", "someone"]
     users = [
         User("admin", Role.ADMIN, "", ""),
         *(
             User(f"{c}-{a}", role, c, a)
             for c in ("acme", "other", "")
             for a in ("", "d1", "d1/c1", "/d1/c1/", "d1/c", "d1_c1")
-            for role in (Role.OPERATOR, Role.RESIDENT)
+            for role in (Role.OPERATOR, Role.RESIDENT, Role.TECHNICIAN)
         ),
     ]
     try:
@@ -492,14 +493,29 @@ async def test_the_python_scope_predicate_agrees_with_the_sql_filter(tmp_path: P
                     await record(
                         conn, kind="alarm", key="k", company=company, location=place, data={}
                     )
+                    for person in people:
+                        data = {"requester": person or None, "assignee": person or None}
+                        await record(
+                            conn,
+                            kind="work_order",
+                            key="1",
+                            company=company,
+                            location=place,
+                            data=data,
+                        )
         t = stream_events.c
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(t.id, t.company, t.location))).all()
+            rows = (await conn.execute(select(t.id, t.kind, t.company, t.location, t.data))).all()
             for user in users:
-                query = select(t.id).where(visible(user, company=t.company, location=t.location))
+                query = select(t.id).where(event_scope(user))
                 by_sql = set((await conn.execute(query)).scalars())
-                by_python = {r.id for r in rows if user_sees(user, r.company, r.location)}
+                by_python = {
+                    r.id for r in rows if sees_event(user, r.kind, r.company, r.location, r.data)
+                }
                 assert by_python == by_sql, user
+                if user.role is Role.RESIDENT:
+                    mine = {r.id for r in rows if r.kind == "work_order" and r.id in by_sql}
+                    assert {r.data["requester"] for r in rows if r.id in mine} <= {user.name}
     finally:
         await engine.dispose()
 

@@ -162,3 +162,11 @@ def test_photos_are_kept_as_evidence_and_must_be_hashes() -> None:
     assert decision.changes == {"handler": "t"}
     with pytest.raises(InvalidPayloadError, match="photos"):
         decide(facts, "submit", "t", Role.TECHNICIAN, {"result": "x", "photos": [1]})
+
+
+def test_an_approved_hold_offers_no_second_decision() -> None:
+    pending = allowed_actions(State.ON_HOLD, Role.SUPERVISOR)
+    assert {"approve_hold", "deny_hold", "resume"} <= set(pending)
+    approved = allowed_actions(State.ON_HOLD, Role.SUPERVISOR, hold_approved=True)
+    assert "resume" in approved
+    assert not {"approve_hold", "deny_hold"} & set(approved)

@@ -17,6 +17,7 @@ from uuid import uuid4
 import httpx
 import pytest
 from fastapi import FastAPI
+from images import png
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -315,6 +316,16 @@ class Api:
         path = f"/api/v1/work-orders/{order_id}/actions"
         return await self.post(user, path, {"action": action, **fields})
 
+    async def photo(self, user: str, name: str) -> str:
+        """Upload a photo (a small PNG made by `name`) as `user`; its hash."""
+        headers = {**self.headers(user), "Content-Type": "image/png"}
+        answer = await self.client.post(
+            "/api/v1/photos", content=png(salt=name.encode()), headers=headers
+        )
+        assert answer.status_code in {200, 201}, answer.text
+        sha256: str = answer.json()["sha256"]
+        return sha256
+
     async def ok(self, user: str, order_id: int, action: str, **fields: Any) -> dict[str, Any]:
         response = await self.act(user, order_id, action, **fields)
         assert response.status_code == 200, response.text
@@ -399,7 +410,8 @@ async def test_a_fire_goes_through_the_whole_loop_and_is_verified_by_someone_els
     order = await api.ok("op-a", order_id, "dispatch", assignee="tech-a")
     assert order["allowed_actions"] == ["cancel", "escalate", "comment"]  # an operator's
     await api.ok("tech-a", order_id, "start")
-    await api.ok("tech-a", order_id, "submit", result="put out", photos=["sha256:aa"])
+    put_out = await api.photo("tech-a", "put out")
+    await api.ok("tech-a", order_id, "submit", result="put out", photos=[put_out])
     await api.ok("tech-a", order_id, "escalate", reason="needs the fire brigade's report")
 
     # the handler may not verify their own work, whatever their role
@@ -422,7 +434,7 @@ async def test_a_fire_goes_through_the_whole_loop_and_is_verified_by_someone_els
         "comment",
         "verify",
     ]
-    assert detail["events"][4]["evidence"] == {"photos": ["sha256:aa"]}
+    assert detail["events"][4]["evidence"] == {"photos": [put_out]}
     assert detail["events"][4]["data"] == {"result": "put out"}
     assert detail["version"] == len(detail["events"])
     assert detail["alarms"][0]["fingerprint"] == change().fingerprint
@@ -540,7 +552,11 @@ async def test_a_resident_request_and_a_12345_complaint_reach_follow_up(api: Api
         await api.post(
             "resident-a",
             "/api/v1/requests",
-            {"text": "Leaking pipe", "category": "water", "photos": ["sha256:p1"]},
+            {
+                "text": "Leaking pipe",
+                "category": "water",
+                "photos": [await api.photo("resident-a", "leak")],
+            },
         )
     ).json()
     deadline = (T0 + timedelta(days=3)).isoformat()
@@ -561,7 +577,7 @@ async def test_a_resident_request_and_a_12345_complaint_reach_follow_up(api: Api
         ("op-a", "accept", {}),
         ("op-a", "dispatch", {"assignee": "tech-a"}),
         ("tech-a", "start", {}),
-        ("tech-a", "submit", {"result": "done", "photos": ["sha256:after"]}),
+        ("tech-a", "submit", {"result": "done", "photos": [await api.photo("tech-a", "after")]}),
         ("sup-a", "verify", {}),
     ]
     for order in (resident, complaint):
@@ -633,6 +649,7 @@ async def test_fifty_concurrent_actions_leave_a_consistent_history(postgres_url:
     try:
         await migrations.upgrade(engine)
         await add_gateway(engine, "gw-a", company="A", site="d1")
+        await add_user(engine, "tech-a", role="technician", company="A")
         service = WorkOrders(engine)
         await service.alarm_instances_changed([change()])
         ((order_id,),) = [(o["id"],) for o in await orders(engine)]

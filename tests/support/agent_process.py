@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiomqtt
@@ -33,10 +33,11 @@ async def collect(
 
 
 class AgentProcess:
-    def __init__(self, config: Path, log: Path, notify: Path) -> None:
+    def __init__(self, config: Path, log: Path, notify: Path, *, args: Sequence[str] = ()) -> None:
         self.config = config
         self.log = log
         self.notify = notify
+        self.args = tuple(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -47,6 +48,7 @@ class AgentProcess:
                 [
                     *(sys.executable, "-m", "edge_agent.cli", "run", "--config", str(self.config)),
                     *("--log-level", os.environ.get("STEWARD_E2E_LOG_LEVEL", "INFO")),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=log,

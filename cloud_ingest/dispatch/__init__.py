@@ -1,0 +1,1 @@
+"""Dispatch: teams, technicians, rosters, automatic assignment and the shared pool."""

@@ -1,0 +1,1 @@
+"""Photos by content hash: upload, storage, access (`cloud_ingest.photos.router`)."""
