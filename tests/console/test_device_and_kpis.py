@@ -6,7 +6,7 @@ tilt and distance, and an alarm of the bin, which opens a work order. The device
 bin's charts with points, says when it will be full and how many days its battery has left,
 links the alarm's work order, and redraws for another range; the KPI page draws its charts from
 the accepted order and its CSV link downloads `text/csv`. A resident is refused both pages and
-both APIs; a technician reads the device but not the KPIs. Screenshots go to docs/images.
+both APIs; a technician reads the device but not the KPIs. Screenshots go to `SCREENSHOTS`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from console_browser import (
     COMPANY,
     GATEWAY,
     PASSWORD,
-    REPO,
+    SCREENSHOTS,
     Session,
     World,
     open_session,
@@ -58,8 +58,8 @@ BIN: Final = "bin-7"
 BIN_LOCATION: Final = "d1/s1/c1/g1/yard"
 SILENT: Final = "door-3"
 """A device known from an alarm only: no readings to chart."""
-DEVICE_SHOT: Final = REPO / "docs" / "images" / "console-device.png"
-KPI_SHOT: Final = REPO / "docs" / "images" / "console-kpis.png"
+DEVICE_SHOT: Final = SCREENSHOTS / "console-device.png"
+KPI_SHOT: Final = SCREENSHOTS / "console-kpis.png"
 WAIT_S: Final = 15.0
 """A hang guard only: every wait ends as soon as its condition holds."""
 

@@ -4,7 +4,7 @@ Sign-in, alarms arriving live from the broker (the latency is measured: publish 
 page), fire pinned on top, the critical alert and its mute, acknowledging with a comment, the
 page riding out a server restart without a reload, the English texts, and a technician who sees
 no acknowledge button and whom the API refuses anyway. One browser serves the whole module; a
-screenshot of the wall-screen view goes to docs/images/console-live.png.
+screenshot of the wall-screen view goes to `SCREENSHOTS`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Final
 from urllib.parse import quote
 
 import pytest
-from console_browser import REPO, Session, World, open_session, sign_in
+from console_browser import SCREENSHOTS, Session, World, open_session, sign_in
 from playwright.sync_api import Browser, Page, expect
 
 from core.types import Severity
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-SHOT: Final = REPO / "docs" / "images" / "console-live.png"
+SHOT: Final = SCREENSHOTS / "console-live.png"
 ARRIVAL_S: Final = 10.0
 """A hang guard only: every wait ends as soon as its condition holds."""
 

@@ -9,7 +9,7 @@ task, each with a reason. A resident signs in and lands on their requests: they 
 with a photo, see it listed as NEW, follow it live while staff accept, dispatch, work and close
 it through the API (without seeing the staff's names), and rate it 5 stars. A resident gets no
 task view, and the API refuses them a technician's action anyway. No page logs a console error.
-Screenshots go to docs/images/console-tasks.png and docs/images/console-resident.png.
+Screenshots go to `SCREENSHOTS` (console_browser).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import pytest
-from console_browser import COMPANY, PASSWORD, REPO, Session, World
+from console_browser import COMPANY, PASSWORD, SCREENSHOTS, Session, World
 from images import png
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
@@ -37,8 +37,8 @@ from cloud_ingest.work_orders.lifecycle import State
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 PHONE: Final = {"width": 390, "height": 844}
-TASKS_SHOT: Final = REPO / "docs" / "images" / "console-tasks.png"
-RESIDENT_SHOT: Final = REPO / "docs" / "images" / "console-resident.png"
+TASKS_SHOT: Final = SCREENSHOTS / "console-tasks.png"
+RESIDENT_SHOT: Final = SCREENSHOTS / "console-resident.png"
 MORE_PEOPLE: Final = {
     "sup": ("supervisor", None),
     "sup2": ("supervisor", None),
@@ -286,6 +286,7 @@ def test_a_technician_accepts_starts_and_hands_in_a_task_with_a_photo(
     expect(page.locator(".task")).to_have_count(4)
     expect(page.locator("#open-count")).to_have_text("3")
     page.evaluate("window.scrollTo(0, 0)")
+    TASKS_SHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(TASKS_SHOT))
     errors = technician.session.errors
     assert [e for e in errors if "status of 415" not in e] == [], errors  # the refused upload's
@@ -403,6 +404,7 @@ def test_a_resident_reports_a_repair_with_a_photo_follows_it_and_rates_it(
     page.click("#request-send")
     expect(mine).to_have_count(2)
     page.evaluate("document.getElementById('toast').hidden = true")  # not over the list
+    RESIDENT_SHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(RESIDENT_SHOT), full_page=True)
 
 

@@ -5,7 +5,7 @@ operator accepts it and dispatches it, in the browser, to a technician registere
 (through the dispatch API); the card moves columns on another operator's board without a reload;
 a cancel without a reason shows the API's 422 message; a technician sees exactly the buttons the
 API allows and the API refuses the others anyway; a resident gets no board. A screenshot of the
-wall-screen board goes to docs/images/console-orders.png.
+wall-screen board goes to `SCREENSHOTS` (console_browser).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from console_browser import (
     COMPANY,
     GATEWAY,
     PASSWORD,
-    REPO,
+    SCREENSHOTS,
     Session,
     World,
     open_session,
@@ -42,7 +42,7 @@ from core.types import Envelope, Reading
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-SHOT: Final = REPO / "docs" / "images" / "console-orders.png"
+SHOT: Final = SCREENSHOTS / "console-orders.png"
 ARRIVAL_MS: Final = 10_000
 """A hang guard only: every wait ends as soon as its condition holds."""
 REFUSED_422: Final = "the server responded with a status of 422 (Unprocessable Entity)"

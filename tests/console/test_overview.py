@@ -6,7 +6,7 @@ import; a critical alarm is published through the broker like a gateway's. The o
 down from the whole area to the compound, seeing the count on the right tile at each level, and
 finds the device's marker red on the plan; a new alarm changes the figures without a reload; a
 resident is refused the page and the API. A screenshot of the compound's wall-screen view goes to
-docs/images/console-overview.png.
+`SCREENSHOTS`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from console_browser import PASSWORD, REPO, Session, World, open_session, sign_in
+from console_browser import PASSWORD, SCREENSHOTS, Session, World, open_session, sign_in
 from ingest_server import cloud_ingest_env
 from playwright.sync_api import Browser, Page, expect
 
@@ -39,7 +39,7 @@ from core.types import Severity
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-SHOT: Final = REPO / "docs" / "images" / "console-overview.png"
+SHOT: Final = SCREENSHOTS / "console-overview.png"
 COMPOUND: Final = "d1/s1/c1/g1/k1"
 UNIT: Final = f"{COMPOUND}/b1/u1"
 HOSTILE: Final = "<img src=x onerror=window.pwned=1>楼"

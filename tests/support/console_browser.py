@@ -9,6 +9,7 @@ Debian's Chromium (`/usr/bin/chromium`) driven by Playwright; no browser is down
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ PEOPLE: Final = {  # name: (role, area)
 """`wall` watches one compound only: the screenshot shows just the alarms raised for it."""
 WALL: Final = {"width": 1920, "height": 1080}
 REPO: Final = Path(__file__).resolve().parents[2]
+SCREENSHOTS: Final = Path(os.environ.get("STEWARD_SCREENSHOTS", REPO / "build" / "screenshots"))
+"""Where the browser tests put their screenshots of every page (git-ignored; `docs/images/` holds
+the ones the docs show: copy them over when a page changes)."""
 
 
 @dataclass
